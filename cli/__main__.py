@@ -1,0 +1,105 @@
+"""``pop``: run the self-play demo, or bring the local stack up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.stack import LocalStack, StackOptions
+from shared.api import RunRead
+from shared.clients.gateway import GatewayClient
+from shared.config import RunConfig
+
+app = typer.Typer(help="Rubric-based self-play RL post-training (POP), as services.", no_args_is_help=True)
+console = Console()
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+def _print_steps(run: RunRead) -> None:
+    table = Table(title=f"run {run.id} ({run.name}): {run.status.value}")
+    for col in ("step", "policy version", "mean score", "loss", "groups", "seconds"):
+        table.add_column(col, justify="right")
+    for s in run.steps:
+        score = "-" if s.mean_score is None else f"{s.mean_score:.3f}"
+        table.add_row(
+            str(s.step), str(s.policy_version), score, f"{s.metrics.get('loss', float('nan')):.4f}",
+            str(int(s.metrics.get("groups", 0))), f"{s.metrics.get('step_seconds', 0.0):.1f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+async def _watch(gateway_url: str, config: RunConfig, stack: LocalStack, timeout_s: float) -> RunRead:
+    gateway = GatewayClient(gateway_url, timeout_s=30.0)
+    try:
+        run = await gateway.create_run(config)
+        console.print(f"launched run [bold]{run.id}[/] ({config.trainer.max_steps} steps)")
+        seen, deadline = 0, time.monotonic() + timeout_s
+        while not run.status.terminal:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run.id} did not finish within {timeout_s:.0f}s")
+            dead = [name for name, ok in stack.alive().items() if not ok]
+            if dead:
+                raise RuntimeError(f"services exited: {dead}; logs in {stack.logs}")
+            await asyncio.sleep(2.0)
+            run = await gateway.get_run(run.id)
+            for s in run.steps[seen:]:
+                score = "-" if s.mean_score is None else f"{s.mean_score:.3f}"
+                console.print(f"step {s.step}: policy v{s.policy_version}, mean score {score}")
+            seen = len(run.steps)
+        return run
+    finally:
+        await gateway.aclose()
+
+
+@app.command()
+def demo(
+    config: Annotated[Path, typer.Option(help="Run config YAML.")] = DEFAULT_CONFIG,
+    home: Annotated[Path, typer.Option(help="State, logs and checkpoints.")] = Path(".pop"),
+    timeout: Annotated[float, typer.Option(help="Seconds the run may take.")] = 3600.0,
+) -> None:
+    """Start the stack, run a few self-play steps, print the score per step and the checkpoints."""
+    run_config = RunConfig.from_file(config)
+    options = StackOptions(home=home, model=run_config.model)
+    with console.status("starting Redis, generator (vLLM), gateway, judge, producer, trainer..."):
+        stack = LocalStack(options).start()
+    try:
+        console.print(f"stack up: gateway {stack.gateway_url}, generator {stack.generator_url}, logs {stack.logs}")
+        run = asyncio.run(_watch(stack.gateway_url, run_config, stack, timeout))
+    finally:
+        stack.stop()
+    _print_steps(run)
+    console.print(f"checkpoints: {run.checkpoint_dir}")
+    if run.status.value != "completed":
+        raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    model: Annotated[str, typer.Option(help="Policy served by the generator.")] = "pop/smollm2-135m-instruct",
+    home: Annotated[Path, typer.Option()] = Path(".pop"),
+) -> None:
+    """Run the local stack until Ctrl-C; launch runs with POST /v1/runs on the printed gateway."""
+    stack = LocalStack(StackOptions(home=home, model=model)).start()
+    console.print(f"gateway {stack.gateway_url} · generator {stack.generator_url} · judge {stack.judge_url}")
+    try:
+        while all(stack.alive().values()):
+            time.sleep(1.0)
+        console.print(f"a service exited: {stack.alive()}; logs in {stack.logs}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The whole stack as local processes: Redis (unless REDIS_URL is set), generator, judge, gateway,
+producer and trainer, each started with ``python -m services.<name>`` and its own log file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVICES = ("generator", "judge", "gateway", "selfplay", "trainer")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class StackOptions:
+    home: Path = Path(".pop")
+    model: str = "pop/smollm2-135m-instruct"
+    generator_dtype: str = "auto"
+    max_model_len: int = 4096
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL"))
+    database_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    start_timeout_s: float = 600.0
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions) -> None:
+        self.o = options
+        self.home = options.home.resolve()
+        self.logs = self.home / "logs"
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports = {name: free_port() for name in ("generator", "judge", "gateway")}
+        self.generator_url = f"http://127.0.0.1:{self.ports['generator']}"
+        self.judge_url = f"http://127.0.0.1:{self.ports['judge']}"
+        self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.redis_url = options.redis_url or ""
+        self.checkpoint_dir = self.home / "checkpoints"
+
+    def env(self) -> dict[str, str]:
+        db = self.o.database_url or f"sqlite+aiosqlite:///{self.home}/gateway.db"
+        return {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HF_HUB_OFFLINE": "1",
+            "REDIS_URL": self.redis_url,
+            "POP_GENERATOR_PORT": str(self.ports["generator"]),
+            "POP_GENERATOR_MODEL": self.o.model,
+            "POP_GENERATOR_DTYPE": self.o.generator_dtype,
+            "POP_GENERATOR_MAX_MODEL_LEN": str(self.o.max_model_len),
+            "POP_JUDGE_PORT": str(self.ports["judge"]),
+            "POP_JUDGE_LLM_BASE_URL": f"{self.generator_url}/v1",
+            "POP_GATEWAY_PORT": str(self.ports["gateway"]),
+            "POP_GATEWAY_DATABASE_URL": db,
+            "POP_GATEWAY_GENERATOR_URL": self.generator_url,
+            "POP_SELFPLAY_GATEWAY_URL": self.gateway_url,
+            "POP_SELFPLAY_GENERATOR_URL": self.generator_url,
+            "POP_SELFPLAY_JUDGE_URL": self.judge_url,
+            "POP_TRAINER_GATEWAY_URL": self.gateway_url,
+            "POP_TRAINER_CHECKPOINT_DIR": str(self.checkpoint_dir),
+            **self.o.extra_env,
+        }
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def _wait_http(self, name: str, url: str) -> None:
+        deadline = time.monotonic() + self.o.start_timeout_s
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / name}.log")
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"{name} not ready after {self.o.start_timeout_s:.0f}s; see {self.logs / name}.log")
+
+    def _start_redis(self) -> None:
+        if self.redis_url:
+            return
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("REDIS_URL is unset and no redis-server is installed")
+        port = free_port()
+        self._spawn("redis", [server, "--port", str(port), "--save", "", "--appendonly", "no"])
+        self.redis_url = f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.3)
+
+    def start(self) -> LocalStack:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._start_redis()
+        self._spawn("generator", [sys.executable, "-m", "services.generator"])
+        self._spawn("gateway", [sys.executable, "-m", "services.gateway"])
+        self._wait_http("gateway", f"{self.gateway_url}/healthz")
+        self._wait_http("generator", f"{self.generator_url}/v1/policy")
+        self._spawn("judge", [sys.executable, "-m", "services.judge"])
+        self._wait_http("judge", f"{self.judge_url}/healthz")
+        self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])
+        self._spawn("trainer", [sys.executable, "-m", "services.trainer"])
+        return self
+
+    def alive(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self.procs.items()}
+
+    def stop(self) -> None:
+        for name in reversed(list(self.procs)):
+            proc = self.procs[name]
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,34 @@
+"""Typed dependencies of the gateway's routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clients.generator import GeneratorClient
+from shared.db import Database
+from shared.settings import GatewaySettings
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    db: Database = request.app.state.db
+    async with db.session() as session:
+        yield session
+
+
+def get_generator(request: Request) -> GeneratorClient:
+    client: GeneratorClient = request.app.state.generator
+    return client
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+GeneratorDep = Annotated[GeneratorClient, Depends(get_generator)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

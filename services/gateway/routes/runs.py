@@ -1,0 +1,111 @@
+"""Runs: launch from a run config (JSON or YAML), inspect, stop; the trainer's claim/step/finish."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import yaml
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import ValidationError
+
+from services.gateway import store
+from services.gateway.deps import GeneratorDep, SessionDep
+from shared.api import (
+    CheckpointRead,
+    ClaimRequest,
+    FinishReport,
+    RunList,
+    RunRead,
+    RunStatus,
+    StepReport,
+)
+from shared.config import RunConfig
+from shared.problems import ProblemError
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+
+RUN_CONFIG_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+            },
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+async def _read_config(request: Request) -> RunConfig:
+    body = await request.body()
+    try:
+        if request.headers.get("content-type", "").split(";")[0].strip() in YAML_TYPES:
+            return RunConfig.from_yaml(body.decode())
+        return RunConfig.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        raise ProblemError(422, "Invalid run config", detail, errors=errors) from exc
+    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
+        raise ProblemError(400, "Unreadable run config", str(exc)) from exc
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RunRead, openapi_extra=RUN_CONFIG_BODY)
+async def create_run(request: Request, session: SessionDep) -> RunRead:
+    """Launch a run: a trainer claims it and producers start feeding it."""
+    config = await _read_config(request)
+    return store.to_read(await store.create_run(session, config))
+
+
+@router.get("", response_model=RunList)
+async def list_runs(
+    session: SessionDep,
+    run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> RunList:
+    rows, total = await store.list_runs(session, run_status, limit, offset)
+    return RunList(items=[store.to_read(r) for r in rows], total=total)
+
+
+@router.post("/claim", response_model=RunRead, responses={204: {"description": "Nothing to claim"}})
+async def claim_run(body: ClaimRequest, session: SessionDep) -> RunRead | Response:
+    """For trainers: take the oldest pending run, exclusively."""
+    run = await store.claim_run(session, body.trainer)
+    return Response(status_code=204) if run is None else store.to_read(run)
+
+
+@router.get("/{run_id}", response_model=RunRead, responses={404: {}})
+async def get_run(run_id: str, session: SessionDep, generator: GeneratorDep) -> RunRead:
+    """Status, step, policy version, the recent mean score and the score of every step."""
+    run = await store.get_run(session, run_id)
+    served: int | None = None
+    try:
+        policy = await generator.policy()
+        served = policy.version if policy.run_id == run_id else None
+    except Exception:  # the generator being down must not hide the run's state
+        served = None
+    return store.to_read(run, served)
+
+
+@router.post("/{run_id}/stop", response_model=RunRead, responses={404: {}, 409: {}})
+async def stop_run(run_id: str, session: SessionDep) -> RunRead:
+    return store.to_read(await store.finish_run(session, run_id, RunStatus.stopped, None))
+
+
+@router.post("/{run_id}/steps", response_model=RunRead, responses={404: {}, 409: {}})
+async def report_step(run_id: str, body: StepReport, session: SessionDep) -> RunRead:
+    """For trainers: record a durable update and its checkpoint."""
+    return store.to_read(await store.record_step(session, run_id, body))
+
+
+@router.post("/{run_id}/finish", response_model=RunRead, responses={404: {}, 409: {}})
+async def finish_run(run_id: str, body: FinishReport, session: SessionDep) -> RunRead:
+    return store.to_read(await store.finish_run(session, run_id, body.status, body.error))
+
+
+@router.get("/{run_id}/checkpoints", response_model=list[CheckpointRead], responses={404: {}})
+async def list_checkpoints(run_id: str, session: SessionDep) -> list[CheckpointRead]:
+    return await store.list_checkpoints(session, run_id)

@@ -1,0 +1,1 @@
+"""The generator: vLLM's OpenAI-compatible server plus routes that report and swap the policy."""

@@ -1,0 +1,62 @@
+"""``python -m services.generator``: serve the policy with vLLM (CPU or GPU) plus the swap routes."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from shared.logs import setup_logging
+from shared.modeling import resolve_model
+from shared.settings import GeneratorSettings
+
+
+def _cpu_environment(settings: GeneratorSettings) -> None:
+    """The CPU recipe measured in shared/design/CPU-STACK.md; a GPU host ignores it."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.kv_cache_gib))
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
+
+
+def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
+    argv = [
+        "--model", model_path,
+        "--served-model-name", settings.served_model_name,
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--dtype", settings.dtype,
+        "--max-model-len", str(settings.max_model_len),
+        "--generation-config", "vllm",
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if settings.enforce_eager:
+        argv.append("--enforce-eager")
+    return argv + shlex.split(settings.extra_args)
+
+
+def main() -> None:
+    settings = GeneratorSettings()
+    setup_logging("generator", settings.log_level)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _cpu_environment(settings)
+    model_path = resolve_model(settings.model)
+
+    import uvloop
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from services.generator.server import serve
+
+    cli_env_setup()
+    parser = make_arg_parser(FlexibleArgumentParser(description="POP generator (vLLM)"))
+    args = parser.parse_args(vllm_argv(settings, model_path))
+    validate_parsed_serve_args(args)
+    uvloop.run(serve(args, model_path, settings.swap_timeout_s))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""vLLM's own OpenAI-compatible app, with the policy routes added in the same process.
+
+We mirror vLLM's ``build_and_serve`` (pinned vLLM version) so the engine client is in hand to
+pause, reload and resume it directly: the weight-reload RPC is never exposed over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+from argparse import Namespace
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.generator.swap import SwapError, WeightSwapper
+from shared.problems import problem
+from shared.schemas import PolicyVersion, SwapRequest
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["policy"])
+
+
+def get_swapper(request: Request) -> WeightSwapper:
+    swapper: WeightSwapper = request.app.state.swapper
+    return swapper
+
+
+Swapper = Annotated[WeightSwapper, Depends(get_swapper)]
+
+
+@router.get("/v1/policy", response_model=PolicyVersion)
+async def served_policy(swapper: Swapper) -> PolicyVersion:
+    """The policy version this generator serves now."""
+    return swapper.current
+
+
+@router.post("/v1/policy/swap", response_model=PolicyVersion, responses={400: {}, 500: {}, 504: {}})
+async def swap_policy(body: SwapRequest, swapper: Swapper) -> PolicyVersion | JSONResponse:
+    """Load a checkpoint from disk and serve it, without a restart; the old one serves on failure."""
+    try:
+        return await swapper.swap(body)
+    except SwapError as exc:
+        return problem(exc.status, exc.title, exc.detail, served_version=swapper.current.version)
+
+
+@router.get("/readyz")
+async def ready(swapper: Swapper) -> JSONResponse:
+    if not swapper.healthy:
+        return problem(503, "Generator unhealthy", "a failed swap could not restore the old weights")
+    return JSONResponse({"status": "ok", "version": swapper.current.version})
+
+
+def add_policy_routes(app: FastAPI, swapper: WeightSwapper) -> None:
+    app.state.swapper = swapper
+    app.include_router(router)
+
+
+async def serve(args: Namespace, base_model_path: str, swap_timeout_s: float) -> None:
+    from vllm import envs
+    from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+    from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
+    from vllm.entrypoints.launchers.app import build_app
+    from vllm.entrypoints.launchers.launcher import serve_http, setup_server
+
+    _, sock = setup_server(args, reuse_port=False)
+    async with build_async_engine_client(args) as engine_client:
+        supported_tasks = await engine_client.get_supported_tasks()
+        app = build_app(args, supported_tasks, engine_client.model_config)
+        served_name = args.served_model_name[0] if args.served_model_name else args.model
+        add_policy_routes(app, WeightSwapper(engine_client, base_model_path, served_name, swap_timeout_s))
+        await init_app_state(engine_client, app.state, args, supported_tasks)
+        shutdown_task = await serve_http(
+            app,
+            sock=sock,
+            host=args.host,
+            port=args.port,
+            log_level=args.uvicorn_log_level,
+            access_log=not args.disable_uvicorn_access_log,
+            timeout_keep_alive=envs.VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
+        )
+    try:
+        await shutdown_task
+    finally:
+        sock.close()

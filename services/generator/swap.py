@@ -1,0 +1,106 @@
+"""Hot-swap the served weights in place with vLLM's own engine calls, never hanging.
+
+The sequence is pause (drain in-flight requests) -> reload from disk -> reset the prefix cache ->
+resume. The version is updated while generation is paused, so a client that reads the same
+version before and after a request knows which weights produced it. If a reload fails, the
+previous weights are reloaded and keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from shared.schemas import PolicyVersion, SwapRequest, WeightMode
+
+log = logging.getLogger(__name__)
+
+
+class SwapError(Exception):
+    def __init__(self, status: int, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_checkpoint(path: Path, checksum: str | None) -> None:
+    """Refuse a folder that could not load fully, before touching the served weights."""
+    if not path.is_dir():
+        raise SwapError(400, "Checkpoint not found", f"no checkpoint directory at {path}")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
+    if checksum is not None:
+        actual = sha256_file(path / "model.safetensors")
+        if actual != checksum:
+            raise SwapError(400, "Checkpoint checksum mismatch", f"sha256 {actual} != expected {checksum}")
+
+
+class WeightSwapper:
+    """Owns the served PolicyVersion; one swap at a time."""
+
+    def __init__(self, engine: Any, base_model_path: str, served_name: str, timeout_s: float) -> None:
+        self.engine = engine
+        self.timeout_s = timeout_s
+        self.base_model_path = base_model_path
+        self.current = PolicyVersion(version=0, model=served_name, checkpoint_path=None)
+        self._lock = asyncio.Lock()
+        self.healthy = True
+
+    async def _step(self, what: str, coro: Any) -> Any:
+        try:
+            return await asyncio.wait_for(coro, self.timeout_s)
+        except TimeoutError as exc:
+            raise SwapError(504, "Swap timed out", f"{what} took longer than {self.timeout_s:.0f}s") from exc
+
+    async def _reload(self, path: str) -> None:
+        await self._step(
+            "reload_weights",
+            self.engine.collective_rpc("reload_weights", kwargs={"weights_path": path}),
+        )
+
+    async def swap(self, request: SwapRequest) -> PolicyVersion:
+        if request.mode is not WeightMode.full:
+            raise SwapError(400, "Unsupported weight mode", f"mode {request.mode} is not served yet")
+        path = await asyncio.to_thread(lambda: Path(request.path).resolve())
+        await asyncio.to_thread(check_checkpoint, path, request.checksum)
+        async with self._lock:
+            previous = self.current
+            await self._step("pause", self.engine.pause_generation(mode="wait", clear_cache=True))
+            try:
+                try:
+                    await self._reload(str(path))
+                except Exception as exc:
+                    log.exception("reload of %s failed; restoring version %d", path, previous.version)
+                    await self._restore(previous)
+                    if isinstance(exc, SwapError):
+                        raise
+                    raise SwapError(500, "Swap failed", f"reloading {path}: {exc}") from exc
+                self.current = PolicyVersion(
+                    version=request.version,
+                    run_id=request.run_id,
+                    model=previous.model,
+                    checkpoint_path=str(path),
+                )
+            finally:
+                await self.engine.reset_prefix_cache()
+                await self.engine.resume_generation()
+        log.info("serving policy version %d from %s", request.version, path)
+        return self.current
+
+    async def _restore(self, previous: PolicyVersion) -> None:
+        try:
+            await self._reload(previous.checkpoint_path or self.base_model_path)
+        except Exception:
+            self.healthy = False
+            log.exception("could not restore version %d; generator marked unhealthy", previous.version)

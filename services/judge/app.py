@@ -1,0 +1,62 @@
+"""The judge's HTTP API: ``POST /v1/grade`` one group at a time (see shared.schemas)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request
+
+from services.judge.grader import Grader, RubricError
+from shared.clients.llm import ChatClient
+from shared.problems import ProblemError, install_problem_handlers
+from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
+from shared.settings import JudgeSettings
+
+
+def get_grader(request: Request) -> Grader:
+    grader: Grader = request.app.state.grader
+    return grader
+
+
+def create_app(settings: JudgeSettings | None = None) -> FastAPI:
+    settings = settings or JudgeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        llm = ChatClient(
+            settings.llm_base_url,
+            settings.llm_model,
+            settings.llm_api_key,
+            settings.request_timeout_s,
+            settings.max_parallel,
+        )
+        app.state.grader = Grader(
+            llm, settings.retries, settings.max_rubric_tokens, settings.max_verdict_tokens
+        )
+        yield
+        await llm.aclose()
+
+    app = FastAPI(title="POP judge", version=SCHEMA_VERSION, lifespan=lifespan)
+    install_problem_handlers(app)
+
+    @app.post("/v1/grade", response_model=GradeResponse, responses={422: {}, 502: {}})
+    async def grade(body: GradeRequest, grader: Annotated[Grader, Depends(get_grader)]) -> GradeResponse:
+        """Write the rubric (unless given) and grade every answer; invalid answers have no score."""
+        if body.schema_version != SCHEMA_VERSION:
+            raise ProblemError(422, "Unsupported schema version", f"judge speaks {SCHEMA_VERSION}")
+        try:
+            return await grader.grade(body)
+        except RubricError as exc:
+            raise ProblemError(502, "Rubric not written", str(exc)) from exc
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "schema_version": SCHEMA_VERSION}
+
+    @app.get("/v1/stats")
+    async def stats(grader: Annotated[Grader, Depends(get_grader)]) -> dict[str, object]:
+        return dict(grader.stats.__dict__)
+
+    return app

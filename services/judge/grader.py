@@ -1,0 +1,122 @@
+"""Grade a group: write the rubric when none is given, then rate every answer on every criterion."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from services.judge import prompts
+from services.judge.programmatic import grade_programmatic
+from services.judge.scoring import weighted_score
+from shared.clients.llm import ChatClient
+from shared.schemas import AnswerGrade, Criterion, GradeRequest, GradeResponse, Rubric, Verdict
+
+log = logging.getLogger(__name__)
+BACKEND = "llm+programmatic"
+
+
+class RubricError(Exception):
+    """The rubric writer gave no usable rubric within its retries."""
+
+
+@dataclass
+class JudgeStats:
+    groups: int = 0
+    rubric_retries: int = 0
+    verdict_retries: int = 0
+    ungradeable: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Grader:
+    def __init__(
+        self, llm: ChatClient, retries: int, max_rubric_tokens: int, max_verdict_tokens: int, spread: int = 4
+    ) -> None:
+        self.llm, self.retries, self.spread = llm, retries, spread
+        self.max_rubric_tokens, self.max_verdict_tokens = max_rubric_tokens, max_verdict_tokens
+        self.stats = JudgeStats()
+
+    async def grade(self, request: GradeRequest) -> GradeResponse:
+        self.stats.groups += 1
+        rubric = request.rubric or await self.write_rubric(request)
+        criteria = _merge(rubric.criteria, request.extra_criteria)
+        grades = await asyncio.gather(
+            *(self.grade_answer(request.task, criteria, a) for a in request.answers)
+        )
+        return GradeResponse(rubric=Rubric(criteria=criteria), grades=list(grades), backend=BACKEND)
+
+    async def write_rubric(self, request: GradeRequest) -> Rubric:
+        samples = prompts.answer_spread(request.answers, self.spread)
+        messages = prompts.rubric_messages(request.document, request.task, request.reference, samples)
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.rubric_retries += 1
+            data, raw = await self.llm.json_chat(messages, prompts.rubric_schema(), self.max_rubric_tokens)
+            try:
+                rubric = Rubric.model_validate(data)
+            except ValidationError as exc:
+                log.info("rubric attempt %d unusable: %s | %.200s", attempt + 1, exc.error_count(), raw)
+                continue
+            if len(rubric.criteria) <= 5 and _unique_names(rubric.criteria):
+                return rubric
+        raise RubricError(f"no valid rubric after {self.retries + 1} attempts")
+
+    async def grade_answer(self, task: str, criteria: list[Criterion], answer: str) -> AnswerGrade:
+        verdicts = [grade_programmatic(c, answer) for c in criteria if c.programmatic]
+        judged = [c for c in criteria if not c.programmatic]
+        if judged:
+            llm_verdicts = await self._llm_verdicts(task, judged, answer)
+            if llm_verdicts is None:
+                self.stats.ungradeable += 1
+                return AnswerGrade(verdicts=verdicts, score=None, valid=False, error="ungradeable verdict")
+            verdicts += llm_verdicts
+        return AnswerGrade(verdicts=verdicts, score=weighted_score(criteria, verdicts))
+
+    async def _llm_verdicts(self, task: str, criteria: list[Criterion], answer: str) -> list[Verdict] | None:
+        messages = prompts.score_messages(task, criteria, answer)
+        schema = prompts.verdict_schema(len(criteria))
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.verdict_retries += 1
+            data, _ = await self.llm.json_chat(messages, schema, self.max_verdict_tokens)
+            verdicts = _read_verdicts(data, criteria)
+            if verdicts is not None:
+                return verdicts
+        return None
+
+
+def _read_verdicts(data: dict[str, object] | None, criteria: list[Criterion]) -> list[Verdict] | None:
+    if data is None:
+        return None
+    verdicts = []
+    for i, criterion in enumerate(criteria, start=1):
+        item = data.get(f"criterion_{i}")
+        if not isinstance(item, dict):
+            return None
+        try:
+            verdicts.append(
+                Verdict(
+                    criterion=criterion.name, rating=item.get("rating"), reason=str(item.get("reason", ""))
+                )
+            )
+        except ValidationError:
+            return None
+    return verdicts
+
+
+def _unique_names(criteria: list[Criterion]) -> bool:
+    return len({c.name for c in criteria}) == len(criteria)
+
+
+def _merge(rubric: list[Criterion], extra: list[Criterion]) -> list[Criterion]:
+    """Extra criteria follow the rubric's; a clashing name gets a suffix so verdicts stay keyed."""
+    names = {c.name for c in rubric}
+    merged = list(rubric)
+    for c in extra:
+        name = c.name if c.name not in names else f"{c.name} (extra)"
+        names.add(name)
+        merged.append(c.model_copy(update={"name": name}))
+    return merged

@@ -1,0 +1,60 @@
+"""``python -m services.selfplay``: feed every running run with scored episode groups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+from services.selfplay.producer import RunProducer
+from shared.api import RunStatus
+from shared.clients.gateway import GatewayClient
+from shared.logs import setup_logging
+from shared.settings import SelfPlaySettings
+
+log = logging.getLogger("selfplay")
+
+
+async def supervise(settings: SelfPlaySettings) -> None:
+    """Start a producer for each running run and cancel it once the run ends."""
+    gateway = GatewayClient(settings.gateway_url)
+    redis = Redis.from_url(settings.redis_url)
+    active: dict[str, tuple[RunProducer, asyncio.Task[None]]] = {}
+    try:
+        while True:
+            try:
+                running = {r.id: r for r in (await gateway.list_runs(RunStatus.running)).items}
+            except Exception as exc:
+                log.warning("gateway unreachable: %r", exc)
+                running = {rid: producer.run for rid, (producer, _) in active.items()}
+            for run_id, run in running.items():
+                if run_id not in active:
+                    producer = RunProducer(run, settings, redis)
+                    active[run_id] = (producer, asyncio.create_task(producer.run_forever()))
+                    log.info("producing for run %s", run_id)
+            for run_id in [r for r in active if r not in running]:
+                producer, task = active.pop(run_id)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await producer.aclose()
+                log.info("run %s ended; producer stopped: %s", run_id, dict(producer.counts))
+            await asyncio.sleep(settings.poll_interval_s)
+    finally:
+        for producer, task in active.values():
+            task.cancel()
+            await producer.aclose()
+        await gateway.aclose()
+        await redis.aclose()
+
+
+def main() -> None:
+    settings = SelfPlaySettings()
+    setup_logging("selfplay", settings.log_level)
+    asyncio.run(supervise(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""One run's training loop: collect fresh groups, update, checkpoint, acknowledge, report, swap.
+
+The order is the durability contract: an entry is acknowledged only once the checkpoint holding
+its update is on disk, so a crash before that redelivers it (it stays pending) instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import TypeVar
+
+from redis.asyncio import Redis
+
+from services.trainer.checkpoint import prune, save_checkpoint
+from services.trainer.policy import Policy
+from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
+from shared.clients.gateway import GatewayClient
+from shared.clients.http import ServiceError
+from shared.schemas import EpisodeGroup
+from shared.settings import TrainerSettings
+from shared.streams import EpisodeStream
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class RunStopped(Exception):
+    """The run was stopped from outside (the gateway answered 409)."""
+
+
+class RunTrainer:
+    def __init__(self, run: RunRead, settings: TrainerSettings, gateway: GatewayClient, redis: Redis) -> None:
+        self.run, self.cfg, self.settings, self.gateway = run, run.config.trainer, settings, gateway
+        self.stream = EpisodeStream(redis, run.id)
+        self.counts: Counter[str] = Counter()
+        self.version, self.step = run.policy_version, run.step
+        self.policy: Policy | None = None
+
+    async def train(self) -> None:
+        try:
+            self.policy = await asyncio.to_thread(Policy, self.run.config.model, self.cfg)
+            await self.stream.ensure_group()
+            while self.step < self.cfg.max_steps:
+                await self._one_step(self.policy)
+            await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.completed))
+            log.info("run %s completed after %d steps; %s", self.run.id, self.step, dict(self.counts))
+        except RunStopped:
+            log.info("run %s was stopped at step %d", self.run.id, self.step)
+        except Exception as exc:
+            log.exception("run %s failed", self.run.id)
+            await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.failed, error=repr(exc)))
+
+    async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str]]:
+        """Read until ``groups_per_step`` fresh, informative groups are in hand."""
+        groups: list[EpisodeGroup] = []
+        used: list[str] = []
+        while len(groups) < self.cfg.groups_per_step:
+            for item in await self.stream.read(self.settings.consumer_name, 1, self.settings.read_block_ms):
+                group = item.group
+                if group.policy_version < self.version - self.cfg.max_staleness:
+                    self.counts["dropped_stale"] += 1
+                    await self.stream.ack([item.entry_id])
+                elif not policy.usable(group):
+                    self.counts["dropped_no_signal"] += 1
+                    await self.stream.ack([item.entry_id])
+                else:
+                    groups.append(group)
+                    used.append(item.entry_id)
+            if not groups:
+                await self._check_running()
+        return groups, used
+
+    async def _one_step(self, policy: Policy) -> None:
+        started = time.perf_counter()
+        groups, entry_ids = await self.collect(policy)
+        waited = time.perf_counter() - started
+        result = await asyncio.to_thread(policy.update, groups)
+        step, version = self.step + 1, self.version + 1
+        path, manifest = await asyncio.to_thread(
+            save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
+            self.run.id, version, step, self.run.config.model,
+        )  # fmt: skip
+        await self.stream.ack(entry_ids)
+        self.step, self.version = step, version
+        self.counts["groups_trained"] += len(groups)
+        rewards = [e.reward for g in groups for e in g.episodes if e.reward is not None]
+        metrics = {
+            **result.metrics,
+            "groups": float(len(groups)),
+            "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
+            "staleness_max": float(max(self.version - 1 - g.policy_version for g in groups)),
+            "wait_seconds": waited,
+            "step_seconds": time.perf_counter() - started,
+            **{k: float(v) for k, v in self.counts.items()},
+        }
+        report = StepReport(
+            step=step,
+            policy_version=version,
+            mean_score=statistics.fmean(rewards) if rewards else None,
+            metrics=metrics,
+            checkpoint_path=str(path),
+            manifest=manifest,
+        )
+        await self._call(self.gateway.report_step(self.run.id, report))
+        prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
+        if self.cfg.swap_after_update:
+            swap = await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=version)))
+            log.info(
+                "run %s: step %d, generator serves v%d (%.2fs)",
+                self.run.id,
+                step,
+                swap.served.version,
+                swap.seconds,
+            )
+        log.info("run %s: step %d loss %.4f mean score %s", self.run.id, step, result.loss, report.mean_score)
+
+    async def _call(self, coro: Awaitable[T]) -> T:
+        """A gateway call; 409 means the run ended elsewhere."""
+        try:
+            return await coro
+        except ServiceError as exc:
+            if exc.status == 409:
+                raise RunStopped from exc
+            raise
+
+    async def _check_running(self) -> None:
+        run = await self.gateway.get_run(self.run.id)
+        if run.status is not RunStatus.running:
+            raise RunStopped

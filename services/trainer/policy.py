@@ -1,0 +1,104 @@
+"""The model side of training: load the policy (and DPO's frozen reference), and one update."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from services.trainer import losses
+from services.trainer.selection import select_pair, with_advantages
+from shared.config import DPOConfig, GRPOConfig, TrainerConfig
+from shared.modeling import resolve_model
+from shared.schemas import Episode, EpisodeGroup
+
+
+@dataclass
+class UpdateResult:
+    loss: float
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _completion_ids(e: Episode) -> list[int]:
+    return list(e.completion.token_ids)
+
+
+class Policy:
+    """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
+
+    def __init__(self, model_name: str, cfg: TrainerConfig) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        path = resolve_model(model_name)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device)
+        self.model.train()
+        self.reference: Any = None
+        if isinstance(cfg.algorithm, DPOConfig):
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+        self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
+
+    def usable(self, group: EpisodeGroup) -> bool:
+        """Whether a group carries a signal for the configured algorithm."""
+        algo = self.cfg.algorithm
+        if isinstance(algo, DPOConfig):
+            return select_pair(group, algo.max_length_diff_words) is not None
+        return bool(with_advantages(group, algo.scale_rewards))
+
+    def update(self, groups: list[EpisodeGroup]) -> UpdateResult:
+        started = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        algo = self.cfg.algorithm
+        if isinstance(algo, DPOConfig):
+            loss, metrics = self._dpo(groups, algo)
+        else:
+            loss, metrics = self._grpo(groups, algo)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        metrics.update(
+            loss=float(loss.detach()),
+            grad_norm=float(grad_norm),
+            update_seconds=time.perf_counter() - started,
+        )
+        return UpdateResult(float(loss.detach()), metrics)
+
+    def _logps(self, model: Any, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, attention, mask = losses.batch_inputs(
+            [e.prompt_token_ids for e in episodes], [_completion_ids(e) for e in episodes], self.pad_id
+        )
+        ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
+        return losses.token_logprobs(model, ids, attention), mask
+
+    def _dpo(self, groups: list[EpisodeGroup], algo: DPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        pairs = [p for g in groups if (p := select_pair(g, algo.max_length_diff_words)) is not None]
+        episodes = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        logps, mask = self._logps(self.model, episodes)
+        with torch.no_grad():
+            ref_logps, _ = self._logps(self.reference, episodes)
+        seq, ref_seq = (logps * mask).sum(1), (ref_logps * mask).sum(1)
+        n = len(pairs)
+        loss, margin = losses.dpo_loss(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], algo.beta)
+        return loss, {"pairs": float(n), "reward_margin": float(margin)}
+
+    def _grpo(self, groups: list[EpisodeGroup], algo: GRPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        episodes = [e for g in groups for e in with_advantages(g, algo.scale_rewards)]
+        logps, mask = self._logps(self.model, episodes)
+        old = torch.zeros_like(logps)
+        for i, e in enumerate(episodes):
+            positions = mask[i].nonzero().flatten()
+            old[i, positions] = torch.tensor(e.completion.logprobs, dtype=old.dtype, device=old.device)
+        advantages = torch.tensor([e.advantage or 0.0 for e in episodes], device=self.device)
+        loss, clip_fraction = losses.grpo_loss(logps, old, advantages, mask, algo.clip_eps)
+        kl_behaviour = float(((old - logps.detach()) * mask).sum() / mask.sum().clamp(min=1.0))
+        return loss, {
+            "episodes": float(len(episodes)),
+            "clip_fraction": float(clip_fraction),
+            "kl_behaviour": kl_behaviour,
+        }

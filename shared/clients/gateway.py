@@ -1,0 +1,56 @@
+"""Client of the gateway's REST API, used by producers, the trainer and the CLI alike."""
+
+from __future__ import annotations
+
+from shared.api import (
+    ClaimRequest,
+    FinishReport,
+    RunList,
+    RunRead,
+    RunStatus,
+    StepReport,
+    SwapCommand,
+    SwapResult,
+)
+from shared.clients.http import ServiceClient
+from shared.config import RunConfig
+
+
+class GatewayClient(ServiceClient):
+    async def create_run(self, config: RunConfig) -> RunRead:
+        response = await self.request("POST", "/v1/runs", json=config.model_dump(mode="json"))
+        return RunRead.model_validate(response.json())
+
+    async def get_run(self, run_id: str) -> RunRead:
+        return RunRead.model_validate((await self.request("GET", f"/v1/runs/{run_id}")).json())
+
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> RunList:
+        params: dict[str, str | int] = {"limit": limit}
+        if status is not None:
+            params["status"] = status.value
+        return RunList.model_validate((await self.request("GET", "/v1/runs", params=params)).json())
+
+    async def claim_run(self, trainer: str) -> RunRead | None:
+        response = await self.request(
+            "POST", "/v1/runs/claim", json=ClaimRequest(trainer=trainer).model_dump()
+        )
+        return None if response.status_code == 204 else RunRead.model_validate(response.json())
+
+    async def report_step(self, run_id: str, report: StepReport) -> RunRead:
+        response = await self.request("POST", f"/v1/runs/{run_id}/steps", json=report.model_dump(mode="json"))
+        return RunRead.model_validate(response.json())
+
+    async def finish_run(self, run_id: str, report: FinishReport) -> RunRead:
+        response = await self.request(
+            "POST", f"/v1/runs/{run_id}/finish", json=report.model_dump(mode="json")
+        )
+        return RunRead.model_validate(response.json())
+
+    async def stop_run(self, run_id: str) -> RunRead:
+        return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/stop")).json())
+
+    async def swap(self, command: SwapCommand, timeout_s: float = 300.0) -> SwapResult:
+        response = await self.request(
+            "POST", "/v1/generator/weights", json=command.model_dump(mode="json"), timeout=timeout_s
+        )
+        return SwapResult.model_validate(response.json())

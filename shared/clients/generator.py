@@ -1,0 +1,17 @@
+"""Client of the generator's own routes (the OpenAI routes are reached through ChatClient)."""
+
+from __future__ import annotations
+
+from shared.clients.http import ServiceClient
+from shared.schemas import PolicyVersion, SwapRequest
+
+
+class GeneratorClient(ServiceClient):
+    async def policy(self) -> PolicyVersion:
+        return PolicyVersion.model_validate((await self.request("GET", "/v1/policy")).json())
+
+    async def swap(self, request: SwapRequest, timeout_s: float) -> PolicyVersion:
+        response = await self.request(
+            "POST", "/v1/policy/swap", json=request.model_dump(mode="json"), timeout=timeout_s
+        )
+        return PolicyVersion.model_validate(response.json())

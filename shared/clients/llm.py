@@ -1,0 +1,103 @@
+"""An OpenAI-compatible chat client for the roles (proposer, solver, rubric writer, scorer).
+
+Any endpoint that speaks the OpenAI API works: the policy's own vLLM generator (self-play) or an
+external "teacher". Structured output is requested with the standard ``json_schema`` response
+format; the reply is still parsed tolerantly, because not every endpoint enforces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from openai import AsyncOpenAI
+
+from shared.schemas import ChatMessage, Completion
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (models wrap JSON in prose or code fences), else None."""
+    for candidate in (text, *(m.group(0) for m in _JSON_OBJECT.finditer(text))):
+        try:
+            value = json.loads(candidate)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+@dataclass
+class Sampled:
+    """Completions plus the exact prompt token ids the generator saw."""
+
+    prompt_token_ids: list[int]
+    completions: list[Completion]
+
+
+class ChatClient:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "EMPTY",
+        timeout_s: float = 300.0,
+        max_parallel: int = 8,
+    ) -> None:
+        self.model = model
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
+        self._slots = asyncio.Semaphore(max_parallel)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def json_chat(
+        self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float = 0.0
+    ) -> tuple[dict[str, Any] | None, str]:
+        """One structured-output call: (parsed object or None, raw text)."""
+        async with self._slots:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[m.model_dump() for m in messages],  # type: ignore[misc]
+                max_tokens=max_tokens,
+                temperature=temperature,
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": schema, "strict": True},
+                },
+            )
+        text = response.choices[0].message.content or ""
+        return parse_json_object(text), text
+
+    async def sample(
+        self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float
+    ) -> Sampled:
+        """n answers in one request, with token ids and per-token log-probs (vLLM extensions)."""
+        async with self._slots:
+            response = await self._client.chat.completions.create(
+                model=self.model,
+                messages=[m.model_dump() for m in messages],  # type: ignore[misc]
+                n=n,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                logprobs=True,
+                extra_body={"return_token_ids": True},
+            )
+        raw = response.model_dump()
+        completions = []
+        for choice in raw["choices"]:
+            content = (choice.get("logprobs") or {}).get("content") or []
+            completions.append(
+                Completion(
+                    text=choice["message"]["content"] or "",
+                    token_ids=list(choice.get("token_ids") or []),
+                    logprobs=[float(t["logprob"]) for t in content],
+                    finish_reason=choice.get("finish_reason"),
+                )
+            )
+        return Sampled(prompt_token_ids=list(raw.get("prompt_token_ids") or []), completions=completions)

@@ -1,0 +1,6 @@
+"""Run state in SQL (SQLite by default, PostgreSQL by URL) through SQLAlchemy 2.0's async ORM."""
+
+from shared.db.models import Base, CheckpointRecord, RunRecord, StepRecord
+from shared.db.session import Database
+
+__all__ = ["Base", "CheckpointRecord", "Database", "RunRecord", "StepRecord"]

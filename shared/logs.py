@@ -1,0 +1,12 @@
+"""One log format for every service, so interleaved logs of the local stack stay readable."""
+
+from __future__ import annotations
+
+import logging
+
+
+def setup_logging(service: str, level: str = "info") -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
+    )

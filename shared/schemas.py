@@ -1,0 +1,238 @@
+"""Wire schemas shared by every service: the domain objects that cross HTTP and Redis.
+
+Every model here is part of a versioned contract (``SCHEMA_VERSION``); a field is only ever added
+with a default, so older producers and consumers keep working.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = "1"
+
+Rating = Literal[0, 1, 2]
+"""The method's per-criterion rating: 0 misses the gold fact, 1 partial, 2 matches it."""
+
+
+def new_id() -> str:
+    return uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- documents, tasks, rubrics -------------------------------------------------------------------
+
+
+class Document(Schema):
+    """One pre-training document; ``id`` is what lets a run say which text produced which task."""
+
+    id: str = Field(min_length=1)
+    text: str = Field(min_length=1)
+    source: str = ""
+
+
+class ChatMessage(Schema):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class WordCountCheck(Schema):
+    """Programmatic: the answer's word count lies in [min_words, max_words]."""
+
+    type: Literal["word_count"] = "word_count"
+    min_words: int = Field(default=0, ge=0)
+    max_words: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WordCountCheck:
+        if self.max_words is not None and self.max_words < self.min_words:
+            raise ValueError("max_words must be >= min_words")
+        return self
+
+
+class MentionCheck(Schema):
+    """Programmatic: the answer mentions (or must not mention) every / any of ``terms``."""
+
+    type: Literal["must_mention", "must_not_mention"] = "must_mention"
+    terms: list[str] = Field(min_length=1)
+    match: Literal["all", "any"] = "all"
+    case_sensitive: bool = False
+
+
+ProgrammaticCheck = Annotated[WordCountCheck | MentionCheck, Field(discriminator="type")]
+
+
+class Criterion(Schema):
+    """One rubric criterion.
+
+    An LLM criterion carries the ``gold`` fact from the document; a programmatic one carries a
+    ``check`` that is graded exactly, without a model.
+    """
+
+    name: str = Field(min_length=1, max_length=120)
+    description: str = Field(default="", max_length=1000)
+    gold: str = Field(default="", max_length=1000)
+    weight: int = Field(default=1, ge=1, le=5)
+    check: ProgrammaticCheck | None = None
+
+    @property
+    def programmatic(self) -> bool:
+        return self.check is not None
+
+
+class Rubric(Schema):
+    criteria: list[Criterion] = Field(min_length=1, max_length=12)
+
+
+class Task(Schema):
+    """A self-contained task the policy proposed from a document, with its reference answer."""
+
+    id: str = Field(default_factory=new_id)
+    document_id: str
+    task_type: str = "long_form_qa"
+    prompt: str = Field(min_length=1)
+    reference: str = ""
+    rubric: Rubric | None = None
+
+
+# --- grading -------------------------------------------------------------------------------------
+
+
+class Verdict(Schema):
+    """The judge's rating of one answer on one criterion."""
+
+    criterion: str
+    rating: Rating
+    reason: str = ""
+
+
+class AnswerGrade(Schema):
+    """All verdicts for one answer; ``score`` is None when the answer could not be graded."""
+
+    verdicts: list[Verdict] = Field(default_factory=list)
+    score: float | None = Field(default=None, ge=0.0, le=2.0)
+    valid: bool = True
+    error: str | None = None
+
+
+class GradeRequest(Schema):
+    """Judge API input: one group of answers to one task."""
+
+    schema_version: str = SCHEMA_VERSION
+    document: str
+    task: str = Field(min_length=1)
+    reference: str = ""
+    answers: list[str] = Field(min_length=1)
+    rubric: Rubric | None = None
+    extra_criteria: list[Criterion] = Field(
+        default_factory=list, description="Criteria appended to the rubric (e.g. programmatic checks)."
+    )
+
+
+class GradeResponse(Schema):
+    schema_version: str = SCHEMA_VERSION
+    rubric: Rubric
+    grades: list[AnswerGrade]
+    backend: str
+
+
+# --- episodes and policy versions ----------------------------------------------------------------
+
+
+class Completion(Schema):
+    """One sampled answer exactly as the generator produced it (token ids and behaviour log-probs)."""
+
+    text: str
+    token_ids: list[int] = Field(default_factory=list)
+    logprobs: list[float] = Field(default_factory=list)
+    finish_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _aligned(self) -> Completion:
+        if self.logprobs and len(self.logprobs) != len(self.token_ids):
+            raise ValueError("logprobs and token_ids must have the same length")
+        return self
+
+
+class Episode(Schema):
+    """One scored answer: the unit of training data, tagged with the policy version that made it."""
+
+    id: str = Field(default_factory=new_id)
+    run_id: str
+    task_id: str
+    policy_version: int = Field(ge=0)
+    prompt_messages: list[ChatMessage]
+    prompt_token_ids: list[int] = Field(default_factory=list)
+    completion: Completion
+    verdicts: list[Verdict] = Field(default_factory=list)
+    reward: float | None = None
+    advantage: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class EpisodeGroup(Schema):
+    """The K scored answers to one task, appended to the stream as one entry.
+
+    A group is the unit both DPO (best vs worst) and GRPO (group-normalised advantages) need, so it
+    travels and is acknowledged whole: a consumer never sees half a group.
+    """
+
+    schema_version: str = SCHEMA_VERSION
+    run_id: str
+    task: Task
+    document_id: str
+    policy_version: int = Field(ge=0)
+    episodes: list[Episode] = Field(min_length=1)
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def rewards(self) -> list[float | None]:
+        return [e.reward for e in self.episodes]
+
+
+class PolicyVersion(Schema):
+    """What the generator serves: version 0 is the base model, N the trainer's N-th update."""
+
+    version: int = Field(ge=0)
+    run_id: str | None = None
+    model: str
+    checkpoint_path: str | None = None
+    loaded_at: datetime = Field(default_factory=utcnow)
+
+
+class WeightMode(StrEnum):
+    full = "full"
+    lora = "lora"
+
+
+class SwapRequest(Schema):
+    """Generator route body: load the checkpoint at ``path`` and serve it as ``version``."""
+
+    version: int = Field(ge=0)
+    path: str = Field(min_length=1)
+    run_id: str | None = None
+    mode: WeightMode = WeightMode.full
+    checksum: str | None = Field(default=None, description="sha256 of model.safetensors, verified first")
+
+
+class CheckpointManifest(Schema):
+    """Written beside the weights; a checkpoint directory without one is incomplete."""
+
+    run_id: str
+    version: int = Field(ge=1)
+    step: int = Field(ge=1)
+    base_model: str
+    mode: WeightMode = WeightMode.full
+    files: dict[str, str] = Field(description="file name -> sha256")
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,98 @@
+"""Deployment settings of every service: environment variables with a per-service prefix.
+
+A run's knobs live in ``RunConfig``; these are the things a deployment decides (addresses,
+storage, model cache). ``REDIS_URL`` / ``DATABASE_URL`` are honoured unprefixed, as twelve-factor
+deployments expect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".pop")
+
+
+def _redis_field() -> str:
+    return Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("redis_url", "REDIS_URL"),
+        description="Redis holding the episode streams.",
+    )
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    log_level: str = "info"
+
+
+class GeneratorSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POP_GENERATOR_", extra="ignore", populate_by_name=True)
+
+    port: int = 8000
+    model: str = Field(default="pop/smollm2-135m-instruct", description="HF id, path or pop/ alias.")
+    served_model_name: str = "policy"
+    dtype: str = Field(default="auto", description="vLLM dtype; float32 gives tie-free greedy tests.")
+    max_model_len: int = 2048
+    enforce_eager: bool = Field(default=True, description="Skip compile warm-up (~30 s vs ~2 min start).")
+    kv_cache_gib: int = Field(default=1, description="VLLM_CPU_KVCACHE_SPACE on CPU.")
+    swap_timeout_s: float = Field(default=120.0, description="Each hot-swap step gives up after this.")
+    extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
+
+
+class JudgeSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POP_JUDGE_", extra="ignore", populate_by_name=True)
+
+    port: int = 8100
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint that judges."
+    )
+    llm_model: str = "policy"
+    llm_api_key: str = "EMPTY"
+    max_parallel: int = Field(default=8, ge=1, description="Concurrent requests to the LLM endpoint.")
+    retries: int = Field(default=2, ge=0, description="Re-asks of a malformed rubric or verdict.")
+    request_timeout_s: float = 120.0
+    max_rubric_tokens: int = 400
+    max_verdict_tokens: int = 300
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POP_GATEWAY_", extra="ignore", populate_by_name=True)
+
+    port: int = 8080
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{DEFAULT_HOME}/gateway.db",
+        validation_alias=AliasChoices("database_url", "POP_GATEWAY_DATABASE_URL", "DATABASE_URL"),
+    )
+    generator_url: str = "http://127.0.0.1:8000"
+    redis_url: str = _redis_field()
+    swap_timeout_s: float = 180.0
+
+
+class SelfPlaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POP_SELFPLAY_", extra="ignore", populate_by_name=True)
+
+    gateway_url: str = "http://127.0.0.1:8080"
+    generator_url: str = "http://127.0.0.1:8000"
+    generator_model: str = "policy"
+    judge_url: str = "http://127.0.0.1:8100"
+    redis_url: str = _redis_field()
+    poll_interval_s: float = 1.0
+    request_timeout_s: float = 300.0
+
+
+class TrainerSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="POP_TRAINER_", extra="ignore", populate_by_name=True)
+
+    gateway_url: str = "http://127.0.0.1:8080"
+    redis_url: str = _redis_field()
+    checkpoint_dir: Path = Field(default=DEFAULT_HOME / "checkpoints", description="Shared storage.")
+    consumer_name: str = Field(default="trainer-0", description="Redis consumer name within the group.")
+    poll_interval_s: float = 1.0
+    read_block_ms: int = 2000
+    threads: int = Field(default=0, description="torch intra-op threads; 0 leaves torch's default.")
