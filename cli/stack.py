@@ -107,6 +107,14 @@ class LocalStack:
         time.sleep(0.3)
 
     def start(self) -> LocalStack:
+        try:
+            self._start_all()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self._start_redis()
         self._spawn("generator", [sys.executable, "-m", "services.generator"])
@@ -117,7 +125,6 @@ class LocalStack:
         self._wait_http("judge", f"{self.judge_url}/healthz")
         self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])
         self._spawn("trainer", [sys.executable, "-m", "services.trainer"])
-        return self
 
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}

@@ -10,3 +10,6 @@ def setup_logging(service: str, level: str = "info") -> None:
         level=level.upper(),
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP call drowns the signal; warnings and errors still show.
+    for noisy in ("httpx", "httpx2", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

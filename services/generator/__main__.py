@@ -31,6 +31,9 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
         "--max-model-len", str(settings.max_model_len),
         "--generation-config", "vllm",
         "--disable-uvicorn-access-log",
+        # Compact JSON: without it a structured-output reply may pad with whitespace up to
+        # max_tokens (a small model does), so it would never close.
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]  # fmt: skip
     if settings.enforce_eager:
         argv.append("--enforce-eager")

@@ -24,7 +24,7 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in ``text`` (models wrap JSON in prose or code fences), else None."""
     for candidate in (text, *(m.group(0) for m in _JSON_OBJECT.finditer(text))):
         try:
-            value = json.loads(candidate)
+            value = json.loads(candidate, strict=False)  # tolerate raw control characters
         except (json.JSONDecodeError, TypeError):
             continue
         if isinstance(value, dict):
