@@ -49,9 +49,7 @@ class JudgeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_JUDGE_", extra="ignore", populate_by_name=True)
 
     port: int = 8100
-    llm_base_url: str = Field(
-        default="http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint that judges."
-    )
+    llm_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint that judges.")
     llm_model: str = "policy"
     llm_api_key: str = "EMPTY"
     max_parallel: int = Field(default=8, ge=1, description="Concurrent requests to the LLM endpoint.")

@@ -8,6 +8,7 @@ not parse are moved to a dead-letter stream, never dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -51,7 +52,7 @@ class EpisodeStream:
 
     async def read(self, consumer: str, count: int, block_ms: int) -> list[Delivered]:
         """New entries for ``consumer``; malformed ones go to the dead-letter stream."""
-        reply = await self.redis.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count, block=block_ms)
+        reply: Any = await self.redis.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count, block=block_ms)
         delivered: list[Delivered] = []
         for _, entries in reply or []:
             for raw_id, fields in entries:
@@ -64,9 +65,7 @@ class EpisodeStream:
         return delivered
 
     async def _dead_letter(self, entry_id: str, payload: bytes | str | None, error: str) -> None:
-        await self.redis.xadd(
-            self.dead_key, {"entry_id": entry_id, "payload": payload or b"", "error": error}
-        )
+        await self.redis.xadd(self.dead_key, {"entry_id": entry_id, "payload": payload or b"", "error": error})
         await self.ack([entry_id])
 
     async def ack(self, entry_ids: list[str]) -> int:

@@ -37,9 +37,7 @@ def to_read(run: RunRecord, served_version: int | None = None) -> RunRead:
 
 
 async def get_run(session: AsyncSession, run_id: str) -> RunRecord:
-    run = await session.scalar(
-        select(RunRecord).where(RunRecord.id == run_id).options(selectinload(RunRecord.steps))
-    )
+    run = await session.scalar(select(RunRecord).where(RunRecord.id == run_id).options(selectinload(RunRecord.steps)))
     if run is None:
         raise ProblemError(404, "Run not found", f"no run with id {run_id!r}")
     return run

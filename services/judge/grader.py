@@ -43,9 +43,7 @@ class Grader:
         self.stats.groups += 1
         rubric = request.rubric or await self.write_rubric(request)
         criteria = _merge(rubric.criteria, request.extra_criteria)
-        grades = await asyncio.gather(
-            *(self.grade_answer(request.task, criteria, a) for a in request.answers)
-        )
+        grades = await asyncio.gather(*(self.grade_answer(request.task, criteria, a) for a in request.answers))
         return GradeResponse(rubric=Rubric(criteria=criteria), grades=list(grades), backend=BACKEND)
 
     async def write_rubric(self, request: GradeRequest) -> Rubric:
@@ -98,9 +96,7 @@ def _read_verdicts(data: dict[str, object] | None, criteria: list[Criterion]) ->
             return None
         try:
             verdicts.append(
-                Verdict(
-                    criterion=criterion.name, rating=item.get("rating"), reason=str(item.get("reason", ""))
-                )
+                Verdict(criterion=criterion.name, rating=item.get("rating"), reason=str(item.get("reason", "")))
             )
         except ValidationError:
             return None

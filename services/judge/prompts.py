@@ -34,9 +34,7 @@ def rubric_schema(max_criteria: int = 5) -> dict[str, Any]:
     }
     return {
         "type": "object",
-        "properties": {
-            "criteria": {"type": "array", "items": criterion, "minItems": 1, "maxItems": max_criteria}
-        },
+        "properties": {"criteria": {"type": "array", "items": criterion, "minItems": 1, "maxItems": max_criteria}},
         "required": ["criteria"],
         "additionalProperties": False,
     }

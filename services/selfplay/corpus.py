@@ -38,9 +38,7 @@ def cut_words(text: str, max_words: int) -> str:
 
 
 class CorpusSampler:
-    def __init__(
-        self, path: Path, seed: int, min_words: int, max_words: int, position: Position | None = None
-    ):
+    def __init__(self, path: Path, seed: int, min_words: int, max_words: int, position: Position | None = None):
         self.path, self.seed, self.min_words, self.max_words = path, seed, min_words, max_words
         self.offsets = index_offsets(path)
         if not self.offsets:

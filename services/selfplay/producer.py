@@ -36,9 +36,7 @@ class RunProducer:
             f"{settings.generator_url}/v1", settings.generator_model, timeout_s=settings.request_timeout_s
         )
         self.generator = GeneratorClient(settings.generator_url)
-        self.judge = JudgeClient(
-            run.config.judge.url or settings.judge_url, timeout_s=settings.request_timeout_s
-        )
+        self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=settings.request_timeout_s)
         self.counts: Counter[str] = Counter()
         self.rejected: dict[str, int] = {}
 

@@ -61,16 +61,12 @@ def rejection(proposal: Proposal) -> str | None:
     return None
 
 
-async def propose(
-    llm: ChatClient, doc: Document, cfg: SelfPlayConfig, rejected: dict[str, int]
-) -> Task | None:
+async def propose(llm: ChatClient, doc: Document, cfg: SelfPlayConfig, rejected: dict[str, int]) -> Task | None:
     """A task and reference from ``doc``; unparseable or rejected output is retried, boundedly."""
     # Each token is at least one character, so this budget always lets the JSON close.
     max_tokens = cfg.max_task_chars + cfg.max_reference_chars + 64
     for _ in range(cfg.propose_retries):
-        data, _raw = await llm.json_chat(
-            propose_messages(doc), proposal_schema(cfg), max_tokens, temperature=1.0
-        )
+        data, _raw = await llm.json_chat(propose_messages(doc), proposal_schema(cfg), max_tokens, temperature=1.0)
         try:
             proposal = Proposal.model_validate(data)
         except ValidationError:

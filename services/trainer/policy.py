@@ -36,8 +36,8 @@ class Policy:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path = resolve_model(model_name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(self.device)
-        self.model.train()
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        self.model: Any = model.to(self.device).train()
         self.reference: Any = None
         if isinstance(cfg.algorithm, DPOConfig):
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)

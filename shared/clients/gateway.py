@@ -31,9 +31,7 @@ class GatewayClient(ServiceClient):
         return RunList.model_validate((await self.request("GET", "/v1/runs", params=params)).json())
 
     async def claim_run(self, trainer: str) -> RunRead | None:
-        response = await self.request(
-            "POST", "/v1/runs/claim", json=ClaimRequest(trainer=trainer).model_dump()
-        )
+        response = await self.request("POST", "/v1/runs/claim", json=ClaimRequest(trainer=trainer).model_dump())
         return None if response.status_code == 204 else RunRead.model_validate(response.json())
 
     async def report_step(self, run_id: str, report: StepReport) -> RunRead:
@@ -41,9 +39,7 @@ class GatewayClient(ServiceClient):
         return RunRead.model_validate(response.json())
 
     async def finish_run(self, run_id: str, report: FinishReport) -> RunRead:
-        response = await self.request(
-            "POST", f"/v1/runs/{run_id}/finish", json=report.model_dump(mode="json")
-        )
+        response = await self.request("POST", f"/v1/runs/{run_id}/finish", json=report.model_dump(mode="json"))
         return RunRead.model_validate(response.json())
 
     async def stop_run(self, run_id: str) -> RunRead:

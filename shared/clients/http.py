@@ -12,9 +12,7 @@ class ServiceError(Exception):
 
     def __init__(self, status: int, problem: dict[str, Any], url: str) -> None:
         self.status, self.problem, self.url = status, problem, url
-        super().__init__(
-            f"{status} from {url}: {problem.get('title', '')} {problem.get('detail', '')}".strip()
-        )
+        super().__init__(f"{status} from {url}: {problem.get('title', '')} {problem.get('detail', '')}".strip())
 
 
 class ServiceClient:
@@ -32,7 +30,5 @@ class ServiceClient:
                 body = response.json()
             except ValueError:
                 body = {"detail": response.text[:500]}
-            raise ServiceError(
-                response.status_code, body if isinstance(body, dict) else {"detail": body}, path
-            )
+            raise ServiceError(response.status_code, body if isinstance(body, dict) else {"detail": body}, path)
         return response

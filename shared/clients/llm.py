@@ -52,6 +52,8 @@ class ChatClient:
         self.model = model
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
         self._slots = asyncio.Semaphore(max_parallel)
+        # Typed loosely on purpose: vLLM extensions (return_token_ids, ...) are not in openai's types.
+        self._completions: Any = self._client.chat.completions
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -61,9 +63,9 @@ class ChatClient:
     ) -> tuple[dict[str, Any] | None, str]:
         """One structured-output call: (parsed object or None, raw text)."""
         async with self._slots:
-            response = await self._client.chat.completions.create(
+            response = await self._completions.create(
                 model=self.model,
-                messages=[m.model_dump() for m in messages],  # type: ignore[misc]
+                messages=[m.model_dump() for m in messages],
                 max_tokens=max_tokens,
                 temperature=temperature,
                 response_format={
@@ -74,14 +76,12 @@ class ChatClient:
         text = response.choices[0].message.content or ""
         return parse_json_object(text), text
 
-    async def sample(
-        self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float
-    ) -> Sampled:
+    async def sample(self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float) -> Sampled:
         """n answers in one request, with token ids and per-token log-probs (vLLM extensions)."""
         async with self._slots:
-            response = await self._client.chat.completions.create(
+            response = await self._completions.create(
                 model=self.model,
-                messages=[m.model_dump() for m in messages],  # type: ignore[misc]
+                messages=[m.model_dump() for m in messages],
                 n=n,
                 max_tokens=max_tokens,
                 temperature=temperature,

@@ -65,7 +65,6 @@ def build_tiny_model(dest: Path, vocab_size: int = 2048, seed: int = 0) -> None:
         bos_token_id=pad,
         eos_token_id=eos,
         pad_token_id=pad,
-        torch_dtype="float32",
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)

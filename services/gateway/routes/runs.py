@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import yaml
@@ -29,9 +30,7 @@ RUN_CONFIG_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {
-                "schema": RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")
-            },
+            "application/json": {"schema": RunConfig.model_json_schema(ref_template="#/components/schemas/{model}")},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
@@ -43,12 +42,12 @@ async def _read_config(request: Request) -> RunConfig:
     try:
         if request.headers.get("content-type", "").split(";")[0].strip() in YAML_TYPES:
             return RunConfig.from_yaml(body.decode())
-        return RunConfig.model_validate_json(body or b"{}")
+        return RunConfig.model_validate(json.loads(body or b"{}"))
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         raise ProblemError(422, "Invalid run config", detail, errors=errors) from exc
-    except (yaml.YAMLError, ValueError, UnicodeDecodeError) as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
         raise ProblemError(400, "Unreadable run config", str(exc)) from exc
 
 

@@ -1,0 +1,153 @@
+"""The gateway's REST API on real SQL: SQLite (the embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from services.gateway.app import create_app
+from shared.db import Base, Database
+from shared.schemas import CheckpointManifest
+from shared.settings import GatewaySettings
+
+POSTGRES_URL = os.environ.get("POP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+async def _postgres_reachable(url: str) -> bool:
+    db = Database(url)
+    try:
+        async with db.engine.connect():
+            return True
+    except (OSError, OperationalError):
+        return False
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+    else:
+        url = POSTGRES_URL
+        if not await _postgres_reachable(url):
+            if os.environ.get("POP_REQUIRE_POSTGRES"):
+                pytest.fail(f"PostgreSQL required but not reachable at {url}")
+            pytest.skip(f"PostgreSQL not reachable at {url} (set POP_TEST_POSTGRES_URL)")
+        db = Database(url)
+        async with db.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.drop_all)
+        await db.dispose()
+    # Nothing listens on port 9: the generator is "down" for these tests.
+    app = create_app(GatewaySettings(database_url=url, generator_url="http://127.0.0.1:9"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            yield client
+
+
+def manifest(run_id: str, version: int) -> dict[str, object]:
+    m = CheckpointManifest(run_id=run_id, version=version, step=version, base_model="pop/tiny", files={})
+    return m.model_dump(mode="json")
+
+
+def step_report(run_id: str, step: int, score: float) -> dict[str, object]:
+    return {
+        "step": step,
+        "policy_version": step,
+        "mean_score": score,
+        "metrics": {"loss": 0.5},
+        "checkpoint_path": f"/ckpt/{run_id}/v{step:06d}",
+        "manifest": manifest(run_id, step),
+    }
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status and body["title"]
+    return body
+
+
+async def test_create_run_from_json_and_yaml(api: httpx.AsyncClient):
+    created = await api.post("/v1/runs", json={"name": "json-run", "model": "pop/tiny"})
+    assert created.status_code == 201
+    run = created.json()
+    assert run["status"] == "pending" and run["step"] == 0 and run["config"]["trainer"]["algorithm"]["name"] == "dpo"
+
+    yaml_body = "name: yaml-run\nmodel: pop/tiny\ntrainer:\n  algorithm: {name: grpo, clip_eps: 0.3}\n"
+    created = await api.post("/v1/runs", content=yaml_body, headers={"content-type": "application/yaml"})
+    assert created.status_code == 201
+    assert created.json()["config"]["trainer"]["algorithm"] == {
+        "name": "grpo",
+        "clip_eps": 0.3,
+        "scale_rewards": True,
+    }
+
+    listed = (await api.get("/v1/runs", params={"status": "pending"})).json()
+    assert listed["total"] == 2 and {r["name"] for r in listed["items"]} == {"json-run", "yaml-run"}
+
+
+async def test_bad_run_configs_name_the_field(api: httpx.AsyncClient):
+    body = assert_problem(await api.post("/v1/runs", json={"trainer": {"max_steps": 0}}), 422)
+    assert "trainer.max_steps" in str(body["detail"])
+    body = assert_problem(await api.post("/v1/runs", json={"trainer": {"algorithm": {"name": "ppo"}}}), 422)
+    assert "algorithm" in str(body["detail"])
+    body = assert_problem(await api.post("/v1/runs", json={"typo_field": 1}), 422)
+    assert "typo_field" in str(body["detail"])
+    bad_yaml = await api.post("/v1/runs", content="a: [1, 2", headers={"content-type": "application/yaml"})
+    assert_problem(bad_yaml, 400)
+    assert_problem(await api.post("/v1/runs", content=b"{nope"), 400)
+    assert_problem(await api.get("/v1/runs", params={"limit": 0}), 422)
+    assert (await api.get("/v1/runs")).json()["total"] == 0  # nothing half-created
+
+
+async def test_trainer_lifecycle_claim_steps_finish(api: httpx.AsyncClient):
+    run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+    claimed = await api.post("/v1/runs/claim", json={"trainer": "t0"})
+    assert claimed.status_code == 200 and claimed.json()["id"] == run_id and claimed.json()["status"] == "running"
+    assert (await api.post("/v1/runs/claim", json={"trainer": "t1"})).status_code == 204
+
+    for step, score in [(1, 0.5), (2, 1.0)]:
+        r = await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, step, score))
+        assert r.status_code == 200, r.text
+    assert_problem(await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, 5, 0.1)), 409)
+
+    run = (await api.get(f"/v1/runs/{run_id}")).json()
+    assert run["step"] == 2 and run["policy_version"] == 2
+    assert [s["mean_score"] for s in run["steps"]] == [0.5, 1.0]
+    assert run["recent_mean_score"] == pytest.approx(0.75)
+    assert run["served_version"] is None  # generator down: state still readable
+    checkpoints = (await api.get(f"/v1/runs/{run_id}/checkpoints")).json()
+    assert [c["version"] for c in checkpoints] == [1, 2]
+
+    done = await api.post(f"/v1/runs/{run_id}/finish", json={"status": "completed"})
+    assert done.json()["status"] == "completed"
+    assert_problem(await api.post(f"/v1/runs/{run_id}/stop"), 409)
+    assert_problem(await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, 3, 0.1)), 409)
+
+
+async def test_unknown_run_and_checkpoint_are_404(api: httpx.AsyncClient):
+    assert_problem(await api.get("/v1/runs/nope"), 404)
+    assert_problem(await api.get("/v1/runs/nope/checkpoints"), 404)
+    assert_problem(await api.post("/v1/generator/weights", json={"run_id": "nope", "version": 1}), 404)
+    run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+    assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": 7}), 404)
+    assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": -1}), 422)
+
+
+async def test_generator_down_is_503_with_a_problem_body(api: httpx.AsyncClient):
+    assert_problem(await api.get("/v1/generator/weights"), 503)
+
+
+async def test_openapi_documents_the_routes(api: httpx.AsyncClient):
+    spec = (await api.get("/openapi.json")).json()
+    for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/generator/weights", "/v1/runs/{run_id}/checkpoints"):
+        assert path in spec["paths"]
+    assert "application/yaml" in spec["paths"]["/v1/runs"]["post"]["requestBody"]["content"]
