@@ -58,8 +58,9 @@ class Grader:
             except ValidationError as exc:
                 log.info("rubric attempt %d unusable: %s | %.200s", attempt + 1, exc.error_count(), raw)
                 continue
-            if len(rubric.criteria) <= 5 and _unique_names(rubric.criteria):
-                return rubric
+            if len(rubric.criteria) <= 5:
+                return Rubric(criteria=_dedupe(rubric.criteria))
+            log.info("rubric attempt %d has %d criteria (max 5)", attempt + 1, len(rubric.criteria))
         raise RubricError(f"no valid rubric after {self.retries + 1} attempts")
 
     async def grade_answer(self, task: str, criteria: list[Criterion], answer: str) -> AnswerGrade:
@@ -103,8 +104,14 @@ def _read_verdicts(data: dict[str, object] | None, criteria: list[Criterion]) ->
     return verdicts
 
 
-def _unique_names(criteria: list[Criterion]) -> bool:
-    return len({c.name for c in criteria}) == len(criteria)
+def _dedupe(criteria: list[Criterion]) -> list[Criterion]:
+    """Verdicts are keyed by name, so a repeated name gets a numeric suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for c in criteria:
+        seen[c.name] = seen.get(c.name, 0) + 1
+        out.append(c if seen[c.name] == 1 else c.model_copy(update={"name": f"{c.name} ({seen[c.name]})"}))
+    return out
 
 
 def _merge(rubric: list[Criterion], extra: list[Criterion]) -> list[Criterion]:

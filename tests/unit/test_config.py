@@ -1,0 +1,45 @@
+"""Run configs: YAML validated by the same models, errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import DPOConfig, GRPOConfig, RunConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_config_is_valid():
+    config = RunConfig.from_file(ROOT / "configs" / "demo.yaml")
+    assert config.model == "pop/smollm2-135m-instruct"
+    assert isinstance(config.trainer.algorithm, DPOConfig)
+    assert config.judge.extra_criteria[0].programmatic
+
+
+def test_algorithm_is_a_discriminated_union():
+    config = RunConfig.from_yaml("trainer:\n  algorithm: {name: grpo, clip_eps: 0.1}\n")
+    assert isinstance(config.trainer.algorithm, GRPOConfig) and config.trainer.algorithm.clip_eps == 0.1
+    with pytest.raises(ValidationError, match="beta"):
+        RunConfig.from_yaml("trainer:\n  algorithm: {name: grpo, beta: 0.1}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("selfplay: {group_size: 1}", "group_size"),
+        ("trainer: {learning_rate: -1}", "learning_rate"),
+        ("unknown: 1", "unknown"),
+        ("judge: {extra_criteria: [{name: x, weight: 9}]}", "weight"),
+    ],
+)
+def test_bad_fields_are_named(text: str, field: str):
+    with pytest.raises(ValidationError, match=field):
+        RunConfig.from_yaml(text)
+
+
+def test_non_mapping_yaml_is_refused():
+    with pytest.raises(ValueError, match="mapping"):
+        RunConfig.from_yaml("- a\n- b\n")
