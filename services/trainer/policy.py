@@ -90,10 +90,12 @@ class Policy:
     def _grpo(self, groups: list[EpisodeGroup], algo: GRPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
         episodes = [e for g in groups for e in with_advantages(g, algo.scale_rewards)]
         logps, mask = self._logps(self.model, episodes)
-        old = torch.zeros_like(logps)
+        # Behaviour log-probs come from the generator; an endpoint that returned none is taken as on-policy.
+        old = logps.detach().clone()
         for i, e in enumerate(episodes):
             positions = mask[i].nonzero().flatten()
-            old[i, positions] = torch.tensor(e.completion.logprobs, dtype=old.dtype, device=old.device)
+            if len(e.completion.logprobs) == len(positions):
+                old[i, positions] = torch.tensor(e.completion.logprobs, dtype=old.dtype, device=old.device)
         advantages = torch.tensor([e.advantage or 0.0 for e in episodes], device=self.device)
         loss, clip_fraction = losses.grpo_loss(logps, old, advantages, mask, algo.clip_eps)
         kl_behaviour = float(((old - logps.detach()) * mask).sum() / mask.sum().clamp(min=1.0))

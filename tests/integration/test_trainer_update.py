@@ -1,0 +1,78 @@
+"""Real updates of a real model (the tiny Qwen2): DPO and GRPO change the weights, checkpoints are
+complete and load back, and what the trainer saves is what it trained.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from services.trainer.checkpoint import save_checkpoint, sha256_file
+from services.trainer.policy import Policy
+from shared.config import DPOConfig, GRPOConfig, TrainerConfig
+from shared.schemas import ChatMessage, Completion, Episode, EpisodeGroup, Task
+
+
+def make_group(policy: Policy, rewards: list[float], with_logprobs: bool) -> EpisodeGroup:
+    task = Task(document_id="health-001", prompt="Name one organ of the body.")
+    messages = [ChatMessage(role="user", content=task.prompt)]
+    prompt_ids = policy.tokenizer.apply_chat_template([m.model_dump() for m in messages], add_generation_prompt=True)
+    if not isinstance(prompt_ids, list):
+        prompt_ids = prompt_ids["input_ids"]
+    episodes = []
+    for i, reward in enumerate(rewards):
+        text = ["The heart.", "Lungs.", "The liver filters blood.", "Skin"][i % 4]
+        ids = policy.tokenizer.encode(text, add_special_tokens=False)
+        logprobs = [-1.0] * len(ids) if with_logprobs else []
+        episodes.append(
+            Episode(
+                run_id="r",
+                task_id=task.id,
+                policy_version=0,
+                prompt_messages=messages,
+                prompt_token_ids=list(prompt_ids),
+                completion=Completion(text=text, token_ids=ids, logprobs=logprobs),
+                reward=reward,
+            )
+        )
+    return EpisodeGroup(run_id="r", task=task, document_id=task.document_id, policy_version=0, episodes=episodes)
+
+
+def snapshot(policy: Policy) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in policy.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("algorithm", [DPOConfig(beta=0.1), GRPOConfig(clip_eps=0.2)], ids=lambda a: a.name)
+def test_update_changes_weights_and_checkpoint_round_trips(algorithm, tmp_path: Path):
+    policy = Policy("pop/tiny", TrainerConfig(algorithm=algorithm, learning_rate=1e-3))
+    groups = [make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=True) for _ in range(2)]
+    assert all(policy.usable(g) for g in groups)
+    assert not policy.usable(make_group(policy, [1.0, 1.0, 1.0, 1.0], with_logprobs=True))
+
+    before = snapshot(policy)
+    result = policy.update(groups)
+    assert torch.isfinite(torch.tensor(result.loss))
+    changed = [k for k, v in policy.model.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) > len(before) // 2, changed
+
+    path, manifest = save_checkpoint(policy.model, policy.tokenizer, tmp_path, "r", 1, 1, "pop/tiny")
+    assert path.name == "v000001" and not list(tmp_path.glob("r/.*partial"))
+    on_disk = json.loads((path / "manifest.json").read_text())
+    assert (
+        on_disk["files"]["model.safetensors"]
+        == sha256_file(path / "model.safetensors")
+        == manifest.files["model.safetensors"]
+    )
+    saved = load_file(str(path / "model.safetensors"))
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, policy.model.state_dict()[name].cpu())
+
+
+def test_grpo_without_behaviour_logprobs_is_on_policy(tmp_path: Path):
+    policy = Policy("pop/tiny", TrainerConfig(algorithm=GRPOConfig(), learning_rate=1e-3))
+    result = policy.update([make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=False)])
+    assert result.metrics["clip_fraction"] == 0.0 and torch.isfinite(torch.tensor(result.loss))
