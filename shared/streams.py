@@ -76,18 +76,23 @@ class EpisodeStream:
     async def length(self) -> int:
         return int(await self.redis.xlen(self.key))
 
-    async def backlog(self) -> int:
-        """Entries not yet delivered to the trainer: what back-pressure bounds."""
+    async def _group_info(self) -> dict[str, Any] | None:
+        """XINFO GROUPS for the trainer's group; None when the stream or group does not exist yet."""
         try:
             groups = await self.redis.xinfo_groups(self.key)
         except ResponseError:
-            return 0
+            return None
         for info in groups:
             name = info.get("name")
             if (name.decode() if isinstance(name, bytes) else name) == GROUP:
-                lag = info.get("lag")
-                return int(lag) if lag is not None else await self.length()
-        return await self.length()
+                return dict(info)
+        return None
+
+    async def backlog(self) -> int:
+        """Entries not yet delivered to the trainer: what back-pressure bounds."""
+        info = await self._group_info()
+        lag = None if info is None else info.get("lag")
+        return int(lag) if lag is not None else await self.length()
 
     async def pending(self) -> int:
         try:
@@ -98,12 +103,5 @@ class EpisodeStream:
 
     async def delivered_count(self) -> int:
         """Entries ever delivered to the consumer group (``entries-read``)."""
-        try:
-            groups = await self.redis.xinfo_groups(self.key)
-        except ResponseError:
-            return 0
-        for info in groups:
-            name = info.get("name")
-            if (name.decode() if isinstance(name, bytes) else name) == GROUP:
-                return int(info.get("entries-read") or 0)
-        return 0
+        info = await self._group_info()
+        return 0 if info is None else int(info.get("entries-read") or 0)

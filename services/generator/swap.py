@@ -9,11 +9,11 @@ previous weights are reloaded and keep serving.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
 
+from shared.files import sha256_file
 from shared.schemas import PolicyVersion, SwapRequest, WeightMode
 
 log = logging.getLogger(__name__)
@@ -23,14 +23,6 @@ class SwapError(Exception):
     def __init__(self, status: int, title: str, detail: str) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail = status, title, detail
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_checkpoint(path: Path, checksum: str | None) -> None:

@@ -6,22 +6,14 @@ written last, holds the sha256 of every file.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
 
+from shared.files import sha256_file
 from shared.schemas import CheckpointManifest, WeightMode
 
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def version_dir(root: Path, run_id: str, version: int) -> Path:

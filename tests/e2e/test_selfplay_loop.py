@@ -15,8 +15,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cli.stack import LocalStack, StackOptions
-from services.trainer.checkpoint import sha256_file
 from shared.config import RunConfig
+from shared.files import sha256_file
 from shared.schemas import EpisodeGroup
 from shared.streams import GROUP, stream_key
 

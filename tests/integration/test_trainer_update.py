@@ -11,9 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from services.trainer.checkpoint import save_checkpoint, sha256_file
+from services.trainer.checkpoint import save_checkpoint
 from services.trainer.policy import Policy
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
+from shared.files import sha256_file
 from shared.schemas import ChatMessage, Completion, Episode, EpisodeGroup, Task
 
 
