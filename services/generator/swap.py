@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,10 @@ class WeightSwapper:
         await asyncio.to_thread(check_checkpoint, path, request.checksum)
         async with self._lock:
             previous = self.current
+            started = time.perf_counter()
+            # "wait" drains in-flight requests first, so no answer mixes two versions' weights.
             await self._step("pause", self.engine.pause_generation(mode="wait", clear_cache=True))
+            paused = time.perf_counter()
             try:
                 try:
                     await self._reload(str(path))
@@ -87,7 +91,10 @@ class WeightSwapper:
             finally:
                 await self.engine.reset_prefix_cache()
                 await self.engine.resume_generation()
-        log.info("serving policy version %d from %s", request.version, path)
+        log.info(
+            "serving policy version %d from %s (drain %.2fs, reload %.2fs)",
+            request.version, path, paused - started, time.perf_counter() - paused,
+        )  # fmt: skip
         return self.current
 
     async def _restore(self, previous: PolicyVersion) -> None:
