@@ -54,9 +54,8 @@ class JudgeSettings(ServiceSettings):
     llm_api_key: str = "EMPTY"
     max_parallel: int = Field(default=8, ge=1, description="Concurrent requests to the LLM endpoint.")
     retries: int = Field(default=2, ge=0, description="Re-asks of a malformed rubric or verdict.")
-    request_timeout_s: float = 120.0
-    max_rubric_tokens: int = 400
-    max_verdict_tokens: int = 300
+    retry_temperature: float = Field(default=0.7, ge=0.0, description="Sampling temperature of re-asks.")
+    request_timeout_s: float = 300.0
 
 
 class GatewaySettings(ServiceSettings):

@@ -32,7 +32,7 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
             settings.request_timeout_s,
             settings.max_parallel,
         )
-        app.state.grader = Grader(llm, settings.retries, settings.max_rubric_tokens, settings.max_verdict_tokens)
+        app.state.grader = Grader(llm, settings.retries, settings.retry_temperature)
         yield
         await llm.aclose()
 

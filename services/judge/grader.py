@@ -32,12 +32,13 @@ class JudgeStats:
 
 
 class Grader:
-    def __init__(
-        self, llm: ChatClient, retries: int, max_rubric_tokens: int, max_verdict_tokens: int, spread: int = 4
-    ) -> None:
-        self.llm, self.retries, self.spread = llm, retries, spread
-        self.max_rubric_tokens, self.max_verdict_tokens = max_rubric_tokens, max_verdict_tokens
+    def __init__(self, llm: ChatClient, retries: int, retry_temperature: float = 0.7, spread: int = 4) -> None:
+        self.llm, self.retries, self.retry_temperature, self.spread = llm, retries, retry_temperature, spread
         self.stats = JudgeStats()
+
+    def _temperature(self, attempt: int) -> float:
+        """Greedy first, as the method grades; a retry samples, or it would repeat the same failure."""
+        return 0.0 if attempt == 0 else self.retry_temperature
 
     async def grade(self, request: GradeRequest) -> GradeResponse:
         self.stats.groups += 1
@@ -52,7 +53,9 @@ class Grader:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.rubric_retries += 1
-            data, raw = await self.llm.json_chat(messages, prompts.rubric_schema(), self.max_rubric_tokens)
+            data, raw = await self.llm.json_chat(
+                messages, prompts.rubric_schema(), prompts.rubric_token_bound(), self._temperature(attempt)
+            )
             try:
                 rubric = Rubric.model_validate(data)
             except ValidationError as exc:
@@ -80,7 +83,9 @@ class Grader:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.verdict_retries += 1
-            data, _ = await self.llm.json_chat(messages, schema, self.max_verdict_tokens)
+            data, _ = await self.llm.json_chat(
+                messages, schema, prompts.verdict_token_bound(len(criteria)), self._temperature(attempt)
+            )
             verdicts = _read_verdicts(data, criteria)
             if verdicts is not None:
                 return verdicts

@@ -20,13 +20,27 @@ SCORE_SYSTEM = (
 )
 
 
-def rubric_schema(max_criteria: int = 5) -> dict[str, Any]:
+NAME_CHARS, TEXT_CHARS, REASON_CHARS, MAX_CRITERIA = 48, 160, 120, 5
+# Per-object overhead of keys, quotes and punctuation in compact JSON, in characters.
+_OVERHEAD = 64
+
+
+def rubric_token_bound(max_criteria: int = MAX_CRITERIA) -> int:
+    """Tokens that always let a schema-valid rubric close: every token is at least one character."""
+    return max_criteria * (NAME_CHARS + 2 * TEXT_CHARS + _OVERHEAD) + _OVERHEAD
+
+
+def verdict_token_bound(count: int) -> int:
+    return count * (REASON_CHARS + _OVERHEAD) + _OVERHEAD
+
+
+def rubric_schema(max_criteria: int = MAX_CRITERIA) -> dict[str, Any]:
     criterion = {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "minLength": 1, "maxLength": 60},
-            "description": {"type": "string", "maxLength": 240},
-            "gold": {"type": "string", "minLength": 1, "maxLength": 240},
+            "name": {"type": "string", "minLength": 1, "maxLength": NAME_CHARS},
+            "description": {"type": "string", "maxLength": TEXT_CHARS},
+            "gold": {"type": "string", "minLength": 1, "maxLength": TEXT_CHARS},
             "weight": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
         },
         "required": ["name", "description", "gold", "weight"],
@@ -46,7 +60,7 @@ def verdict_schema(count: int) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "rating": {"type": "integer", "enum": [0, 1, 2]},
-            "reason": {"type": "string", "maxLength": 200},
+            "reason": {"type": "string", "maxLength": REASON_CHARS},
         },
         "required": ["rating", "reason"],
         "additionalProperties": False,

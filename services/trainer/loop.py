@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.trainer.checkpoint import prune, save_checkpoint
 from services.trainer.policy import Policy
@@ -61,7 +63,15 @@ class RunTrainer:
         groups: list[EpisodeGroup] = []
         used: list[str] = []
         while len(groups) < self.cfg.groups_per_step:
-            for item in await self.stream.read(self.settings.consumer_name, 1, self.settings.read_block_ms):
+            try:
+                delivered = await self.stream.read(self.settings.consumer_name, 1, self.settings.read_block_ms)
+            except (RedisTimeoutError, RedisConnectionError) as exc:
+                # A starved event loop or a Redis restart: nothing was acknowledged, so just read again.
+                self.counts["redis_retries"] += 1
+                log.warning("run %s: stream read failed (%r); retrying", self.run.id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for item in delivered:
                 group = item.group
                 if group.policy_version < self.version - self.cfg.max_staleness:
                     self.counts["dropped_stale"] += 1

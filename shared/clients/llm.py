@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, BadRequestError
 
 from shared.schemas import ChatMessage, Completion
 
+log = logging.getLogger(__name__)
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
@@ -61,20 +63,33 @@ class ChatClient:
     async def json_chat(
         self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float = 0.0
     ) -> tuple[dict[str, Any] | None, str]:
-        """One structured-output call: (parsed object or None, raw text)."""
+        """One structured-output call: (parsed object or None, raw text).
+
+        A request the endpoint refuses (e.g. prompt + budget over its context) counts as an
+        unusable reply, so the caller's bounded retries and "ungradeable" handling apply.
+        """
         async with self._slots:
-            response = await self._completions.create(
-                model=self.model,
-                messages=[m.model_dump() for m in messages],
-                max_tokens=max_tokens,
-                temperature=temperature,
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": "output", "schema": schema, "strict": True},
-                },
-            )
+            try:
+                response = await self._json_call(messages, schema, max_tokens, temperature)
+            except BadRequestError as exc:
+                log.warning("endpoint refused a structured request: %s", exc)
+                return None, str(exc)
         text = response.choices[0].message.content or ""
         return parse_json_object(text), text
+
+    async def _json_call(
+        self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float
+    ) -> Any:
+        return await self._completions.create(
+            model=self.model,
+            messages=[m.model_dump() for m in messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": True},
+            },
+        )
 
     async def sample(self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float) -> Sampled:
         """n answers in one request, with token ids and per-token log-probs (vLLM extensions)."""
