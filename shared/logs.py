@@ -10,6 +10,9 @@ def setup_logging(service: str, level: str = "info") -> None:
         level=level.upper(),
         format=f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s",
     )
+    # Frameworks (vLLM, uvicorn) may reset the root level after this; our own loggers keep theirs.
+    for ours in ("services", "shared", "cli"):
+        logging.getLogger(ours).setLevel(level.upper())
     # One line per HTTP call drowns the signal; warnings and errors still show.
     for noisy in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -56,7 +56,10 @@ class RunTrainer:
             log.info("run %s was stopped at step %d", self.run.id, self.step)
         except Exception as exc:
             log.exception("run %s failed", self.run.id)
-            await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.failed, error=repr(exc)))
+            try:
+                await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.failed, error=repr(exc)))
+            except Exception:  # the gateway may be down or the run already ended; the trainer lives on
+                log.exception("could not report the failure of run %s", self.run.id)
 
     async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str]]:
         """Read until ``groups_per_step`` fresh, informative groups are in hand."""
@@ -82,7 +85,7 @@ class RunTrainer:
                 else:
                     groups.append(group)
                     used.append(item.entry_id)
-            if not groups:
+            if not delivered:
                 await self._check_running()
         return groups, used
 

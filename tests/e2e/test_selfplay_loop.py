@@ -179,14 +179,16 @@ def test_official_openai_client_unchanged(stack: LocalStack):
 
     schema = {
         "type": "object",
-        "properties": {"city": {"type": "string", "maxLength": 20}, "year": {"type": "integer"}},
+        # bounded fields: a random model's reply must always close within max_tokens
+        "properties": {"city": {"type": "string", "maxLength": 20}, "year": {"type": "integer", "enum": [1889, 1900]}},
         "required": ["city", "year"],
         "additionalProperties": False,
     }
     structured = client.chat.completions.create(
         model="policy",
         messages=PROBE,  # type: ignore[arg-type]
-        max_tokens=64,
+        max_tokens=128,
+        temperature=0.0,
         response_format={"type": "json_schema", "json_schema": {"name": "fact", "schema": schema}},
     )
     data = json.loads(structured.choices[0].message.content or "", strict=False)
