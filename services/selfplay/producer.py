@@ -12,7 +12,6 @@ from services.selfplay.corpus import CorpusSampler
 from services.selfplay.roles import propose, solve, solve_messages
 from shared.api import RunRead
 from shared.clients.generator import GeneratorClient
-from shared.clients.http import ServiceError
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
 from shared.corpus import resolve_corpus
@@ -53,18 +52,14 @@ class RunProducer:
 
     async def _worker(self) -> None:
         while True:
-            if await self.stream.backlog() >= self.cfg.max_stream_groups:
-                self.counts["throttled"] += 1
-                await asyncio.sleep(0.5)
-                continue
             try:
+                if await self.stream.backlog() >= self.cfg.max_stream_groups:
+                    self.counts["throttled"] += 1
+                    await asyncio.sleep(0.5)
+                    continue
                 await self.produce_group()
-            except (ServiceError, OSError) as exc:
+            except Exception as exc:  # httpx, openai and redis each raise their own types
                 # A service hiccup costs this document, never the producer: count it and go on.
-                self.counts["errors"] += 1
-                log.warning("run %s: group failed: %s", self.run.id, exc)
-                await asyncio.sleep(1.0)
-            except Exception as exc:  # the openai client raises its own error types
                 self.counts["errors"] += 1
                 log.warning("run %s: group failed: %r", self.run.id, exc)
                 await asyncio.sleep(1.0)
