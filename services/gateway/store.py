@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -110,7 +112,7 @@ async def record_step(session: AsyncSession, run_id: str, report: StepReport) ->
         )
     )
     run.step, run.policy_version = report.step, report.policy_version
-    run.checkpoint_dir = report.checkpoint_path.rsplit("/", 1)[0]
+    run.checkpoint_dir = str(PurePath(report.checkpoint_path).parent)
     await session.commit()
     session.expire(run)
     return await get_run(session, run_id)
