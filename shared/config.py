@@ -10,24 +10,70 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.schemas import Criterion, WeightMode
+from shared.schemas import Criterion, ModelEndpoint, WeightMode
 
 
 class ConfigModel(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+class FilterConfig(ConfigModel):
+    """What a synthesis must pass to reach the trainer; every rejection is counted by reason."""
+
+    min_task_words: int = Field(default=3, ge=1)
+    """Tasks shorter than this are rejected as empty."""
+    max_task_words: int = Field(default=120, ge=1)
+    """Tasks longer than this are rejected as over-long."""
+    max_reference_overlap: float = Field(default=0.5, ge=0.0, le=1.0)
+    """A task that contains more than this share of the reference's word trigrams leaks the answer."""
+    duplicate_window: int = Field(default=512, ge=0)
+    """How many recent tasks a new one is compared with (0 turns the near-duplicate filter off)."""
+    duplicate_jaccard: float = Field(default=0.6, gt=0.0, le=1.0)
+    """Word-trigram Jaccard similarity at or above which a task is a near-duplicate."""
+    boilerplate: bool = True
+    """Reject documents that look like navigation, legal or repeated boilerplate (Gopher-style rules)."""
+    min_valid_answers: int = Field(default=2, ge=2)
+    """Groups with fewer gradeable answers are dropped."""
+    min_score_range: float = Field(default=0.0, ge=0.0, le=2.0)
+    """Groups whose best and worst scores differ by this much or less carry no signal and are dropped."""
+
+
+class RolesConfig(ConfigModel):
+    """Who plays each role. None is the policy itself (self-play); an endpoint is a teacher."""
+
+    proposer: ModelEndpoint | None = None
+    """Reads the document and writes the task and its reference."""
+    solver: ModelEndpoint | None = None
+    """Answers the task K times. A teacher's answers are off-policy: the trainer re-tokenizes them."""
+    rubric_writer: ModelEndpoint | None = None
+    """Writes the rubric from the document, the reference and a spread of the answers."""
+    scorer: ModelEndpoint | None = None
+    """Rates each answer on each criterion, seeing the document only through the gold facts."""
+
+
 class SelfPlayConfig(ConfigModel):
     corpus: str = "builtin:sample"
-    """JSONL corpus path (``{"id", "text", "source"}`` per line) or ``builtin:sample``."""
+    """Corpus: a JSONL file (one ``{"id", "text"}`` object a line), a ``.parquet`` file, or ``builtin:sample``."""
+    id_field: str = "id"
+    """Field (JSONL key or Parquet column) holding a document's id."""
+    text_field: str = "text"
+    """Field (JSONL key or Parquet column) holding a document's text."""
     seed: int = 0
-    """Seed of the document order; the same seed draws the same documents."""
+    """Seed of the document order and the task-type sequence; the same seed draws the same documents."""
     min_doc_words: int = Field(default=50, ge=1)
-    """Documents shorter than this are skipped (the paper: 50)."""
+    """Documents (and chunks) shorter than this are skipped (the paper: 50)."""
     max_doc_words: int = Field(default=1024, ge=16)
-    """Longer documents are cut to this many words (the paper: ~1,024)."""
+    """Longer documents are chunked or cut to this many words (the paper cuts at ~1,024)."""
+    long_documents: Literal["chunk", "truncate"] = "chunk"
+    """``chunk`` splits a long document into even chunks, each drawn on its own; ``truncate`` keeps the start."""
+    task_mix: dict[str, float] = Field(default_factory=lambda: {"long_form_qa": 1.0}, min_length=1)
+    """Task types and their weights; each draw's type follows the weights, seeded."""
+    task_dirs: list[str] = Field(default_factory=list)
+    """Directories of extra task-type YAML files (one type a file)."""
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    """Rejection rules for documents, tasks and groups."""
     group_size: int = Field(default=4, ge=2, le=64)
     """K: answers sampled per task (the paper: 32)."""
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
@@ -44,6 +90,14 @@ class SelfPlayConfig(ConfigModel):
     """Groups a producer works on at once (keeps the generator's batch full)."""
     max_stream_groups: int = Field(default=16, ge=1)
     """Back-pressure: producers wait while the run's stream holds this many unread groups."""
+
+    @field_validator("task_mix")
+    @classmethod
+    def _positive_weights(cls, mix: dict[str, float]) -> dict[str, float]:
+        bad = [name for name, weight in mix.items() if not weight > 0]
+        if bad:
+            raise ValueError(f"task weights must be > 0: {bad}")
+        return mix
 
 
 class DPOConfig(ConfigModel):
@@ -99,6 +153,7 @@ class RunConfig(ConfigModel):
     model: str = "pop/smollm2-135m-instruct"
     """The policy: a Hugging Face model id or path, or a built-in ``pop/...`` alias."""
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
+    roles: RolesConfig = Field(default_factory=RolesConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
 

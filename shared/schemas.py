@@ -95,6 +95,16 @@ class Rubric(Schema):
     criteria: list[Criterion] = Field(min_length=1, max_length=12)
 
 
+class DocumentRef(Schema):
+    """Where a task came from: which document, which chunk of it, and which draw of the run."""
+
+    document_id: str
+    chunk: int = Field(default=0, ge=0)
+    chunks: int = Field(default=1, ge=1)
+    draw: int = Field(default=0, ge=0, description="The run's global draw index (reproducible from the seed).")
+    epoch: int = Field(default=0, ge=0)
+
+
 class Task(Schema):
     """A self-contained task the policy proposed from a document, with its reference answer."""
 
@@ -104,6 +114,22 @@ class Task(Schema):
     prompt: str = Field(min_length=1)
     reference: str = ""
     rubric: Rubric | None = None
+    constraints: list[Criterion] = Field(
+        default_factory=list, description="Machine-checkable criteria the task states (instruction following)."
+    )
+    source: DocumentRef | None = None
+
+
+class ModelEndpoint(Schema):
+    """An OpenAI-compatible model that plays a role instead of the policy (a "teacher")."""
+
+    base_url: str = Field(min_length=1, description="Base URL up to and including /v1.")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the API key, read by the service that "
+        "makes the call; keys never travel in configs or requests.",
+    )
 
 
 # --- grading -------------------------------------------------------------------------------------
@@ -138,6 +164,10 @@ class GradeRequest(Schema):
     extra_criteria: list[Criterion] = Field(
         default_factory=list, description="Criteria appended to the rubric (e.g. programmatic checks)."
     )
+    rubric_guidance: str = Field(default="", description="Task-type advice added to the rubric writer's brief.")
+    judge_guidance: str = Field(default="", description="Task-type advice added to the scorer's brief.")
+    rubric_writer: ModelEndpoint | None = Field(default=None, description="Teacher that writes the rubric.")
+    scorer: ModelEndpoint | None = Field(default=None, description="Teacher that rates the answers.")
 
 
 class GradeResponse(Schema):

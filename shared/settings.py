@@ -56,6 +56,11 @@ class JudgeSettings(ServiceSettings):
     retries: int = Field(default=2, ge=0, description="Re-asks of a malformed rubric or verdict.")
     retry_temperature: float = Field(default=0.7, ge=0.0, description="Sampling temperature of re-asks.")
     request_timeout_s: float = 300.0
+    allow_request_endpoints: bool = Field(
+        default=True,
+        description="Call the teacher endpoints (rubric_writer, scorer) a grade request names; "
+        "turn off where requests come from untrusted callers.",
+    )
 
 
 class GatewaySettings(ServiceSettings):

@@ -19,6 +19,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _corpus_index_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Corpus indexes built by the tests (and the services they start) stay out of the user's cache."""
+    os.environ["POP_CACHE_DIR"] = str(tmp_path_factory.mktemp("pop-cache"))
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     url = os.environ.get("REDIS_URL")

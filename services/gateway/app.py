@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
-from services.gateway.routes import generator, runs
+from services.gateway.routes import generator, metrics, runs
 from shared.clients.generator import GeneratorClient
 from shared.db import Database
 from shared.problems import install_problem_handlers
@@ -25,7 +26,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.db = db
         app.state.generator = GeneratorClient(settings.generator_url, timeout_s=10.0)
         app.state.settings = settings
+        app.state.redis = Redis.from_url(settings.redis_url)
         yield
+        await app.state.redis.aclose()
         await app.state.generator.aclose()
         await db.dispose()
 
@@ -33,6 +36,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(runs.router)
     app.include_router(generator.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

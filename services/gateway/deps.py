@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clients.generator import GeneratorClient
@@ -24,6 +25,11 @@ def get_generator(request: Request) -> GeneratorClient:
     return client
 
 
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
 def get_settings(request: Request) -> GatewaySettings:
     settings: GatewaySettings = request.app.state.settings
     return settings
@@ -31,4 +37,5 @@ def get_settings(request: Request) -> GatewaySettings:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 GeneratorDep = Annotated[GeneratorClient, Depends(get_generator)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 
-from services.judge.grader import Grader, RubricError
+from services.judge.grader import EndpointRefused, Grader, RubricError
 from shared.clients.llm import ChatClient
 from shared.problems import ProblemError, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
@@ -32,20 +32,24 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
             settings.request_timeout_s,
             settings.max_parallel,
         )
-        app.state.grader = Grader(llm, settings.retries, settings.retry_temperature)
+        app.state.grader = Grader(
+            llm, settings.retries, settings.retry_temperature, allow_endpoints=settings.allow_request_endpoints
+        )
         yield
-        await llm.aclose()
+        await app.state.grader.aclose()
 
     app = FastAPI(title="POP judge", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
 
-    @app.post("/v1/grade", response_model=GradeResponse, responses={422: {}, 502: {}})
+    @app.post("/v1/grade", response_model=GradeResponse, responses={403: {}, 422: {}, 502: {}})
     async def grade(body: GradeRequest, grader: Annotated[Grader, Depends(get_grader)]) -> GradeResponse:
         """Write the rubric (unless given) and grade every answer; invalid answers have no score."""
         if body.schema_version != SCHEMA_VERSION:
             raise ProblemError(422, "Unsupported schema version", f"judge speaks {SCHEMA_VERSION}")
         try:
             return await grader.grade(body)
+        except EndpointRefused as exc:
+            raise ProblemError(exc.status, "Teacher endpoint refused", str(exc)) from exc
         except RubricError as exc:
             raise ProblemError(502, "Rubric not written", str(exc)) from exc
 

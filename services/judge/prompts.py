@@ -83,20 +83,26 @@ def answer_spread(answers: list[str], size: int) -> list[str]:
     return [ordered[round(i * step)] for i in range(size)]
 
 
-def rubric_messages(document: str, task: str, reference: str, samples: list[str]) -> list[ChatMessage]:
+def _brief(system: str, guidance: str) -> str:
+    return f"{system}\n\n{guidance.strip()}" if guidance.strip() else system
+
+
+def rubric_messages(
+    document: str, task: str, reference: str, samples: list[str], guidance: str = ""
+) -> list[ChatMessage]:
     shown = "\n\n".join(f"[Answer {i}]\n{a}" for i, a in enumerate(samples, start=1))
     user = (
         f"Document:\n{document}\n\nTask:\n{task}\n\nReference answer:\n{reference}\n\n"
         f"Sample answers:\n{shown}\n\nWrite the rubric as JSON."
     )
-    return [ChatMessage(role="system", content=RUBRIC_SYSTEM), ChatMessage(role="user", content=user)]
+    return [ChatMessage(role="system", content=_brief(RUBRIC_SYSTEM, guidance)), ChatMessage(role="user", content=user)]
 
 
-def score_messages(task: str, criteria: list[Criterion], answer: str) -> list[ChatMessage]:
+def score_messages(task: str, criteria: list[Criterion], answer: str, guidance: str = "") -> list[ChatMessage]:
     """The scorer never sees the document: it reaches the scorer only through the gold facts."""
     listed = "\n".join(
         f"criterion_{i}: {c.name} (weight {c.weight}) - {c.description} Gold: {c.gold}"
         for i, c in enumerate(criteria, start=1)
     )
     user = f"Task:\n{task}\n\nRubric:\n{listed}\n\nAnswer:\n{answer}\n\nRate every criterion as JSON."
-    return [ChatMessage(role="system", content=SCORE_SYSTEM), ChatMessage(role="user", content=user)]
+    return [ChatMessage(role="system", content=_brief(SCORE_SYSTEM, guidance)), ChatMessage(role="user", content=user)]

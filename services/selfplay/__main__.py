@@ -9,12 +9,28 @@ import logging
 from redis.asyncio import Redis
 
 from services.selfplay.producer import RunProducer
-from shared.api import RunStatus
+from shared.api import FinishReport, RunRead, RunStatus
 from shared.clients.gateway import GatewayClient
 from shared.logs import setup_logging
 from shared.settings import SelfPlaySettings
 
 log = logging.getLogger("selfplay")
+
+
+async def start_producer(
+    run: RunRead, settings: SelfPlaySettings, redis: Redis, gateway: GatewayClient
+) -> RunProducer | None:
+    """A producer for ``run``; a run it cannot feed (no corpus, unknown task type) is failed, with why."""
+    try:
+        # Off the loop: indexing a large corpus the first time takes a while.
+        return await asyncio.to_thread(RunProducer, run, settings, redis)
+    except (OSError, ValueError) as exc:  # FileNotFoundError, TaskTypeError, unset API key variable
+        log.error("run %s cannot be produced: %s", run.id, exc)
+        try:
+            await gateway.finish_run(run.id, FinishReport(status=RunStatus.failed, error=f"producer: {exc}"))
+        except Exception as report_exc:
+            log.warning("could not fail run %s: %r", run.id, report_exc)
+        return None
 
 
 async def supervise(settings: SelfPlaySettings) -> None:
@@ -31,9 +47,10 @@ async def supervise(settings: SelfPlaySettings) -> None:
                 running = {rid: producer.run for rid, (producer, _) in active.items()}
             for run_id, run in running.items():
                 if run_id not in active:
-                    producer = RunProducer(run, settings, redis)
-                    active[run_id] = (producer, asyncio.create_task(producer.run_forever()))
-                    log.info("producing for run %s", run_id)
+                    producer = await start_producer(run, settings, redis, gateway)
+                    if producer is not None:
+                        active[run_id] = (producer, asyncio.create_task(producer.run_forever()))
+                        log.info("producing for run %s", run_id)
             for run_id in [r for r in active if r not in running]:
                 producer, task = active.pop(run_id)
                 task.cancel()

@@ -1,46 +1,69 @@
-"""Produce scored episode groups for one run: propose, solve, grade, append to the stream."""
+"""Produce scored episode groups for one run: draw, propose, solve, grade, filter, append.
+
+Every draw ends in exactly one of: a group on the stream, or a rejection counted by reason in the
+run's synthesis ledger. A rejected group never reaches the trainer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 
 from redis.asyncio import Redis
 
-from services.selfplay.corpus import CorpusSampler
-from services.selfplay.roles import propose, solve, solve_messages
+from services.selfplay import filters
+from services.selfplay.corpus import CorpusSampler, Drawn, TaskMix
+from services.selfplay.propose import constraint_criteria, propose_once, render_constraints
+from services.selfplay.solve import solve, solve_messages
 from shared.api import RunRead
 from shared.clients.generator import GeneratorClient
+from shared.clients.http import ServiceError
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
-from shared.corpus import resolve_corpus
-from shared.schemas import Episode, EpisodeGroup, GradeRequest
+from shared.corpus import open_corpus
+from shared.diversity import distinct_n
+from shared.schemas import Completion, Episode, EpisodeGroup, GradeRequest, ModelEndpoint, Task
 from shared.settings import SelfPlaySettings
 from shared.streams import EpisodeStream
+from shared.synthesis import SynthesisLedger
+from shared.tasktypes import TaskType, load_task_types
 
 log = logging.getLogger(__name__)
+RECENT_TASKS = 64
 
 
 class RunProducer:
-    """Feeds one run until cancelled; ``counts`` says what happened to every document drawn."""
+    """Feeds one run until cancelled; ``counts`` mirrors what this replica added to the ledger."""
 
     def __init__(self, run: RunRead, settings: SelfPlaySettings, redis: Redis) -> None:
-        self.run, self.cfg = run, run.config.selfplay
-        self.stream = EpisodeStream(redis, run.id)
+        self.run, self.cfg, self.roles = run, run.config.selfplay, run.config.roles
+        self.task_types: dict[str, TaskType] = load_task_types(self.cfg.task_mix, self.cfg.task_dirs)
+        self.mix = TaskMix(self.cfg.task_mix, self.cfg.seed)
         self.sampler = CorpusSampler(
-            resolve_corpus(self.cfg.corpus), self.cfg.seed, self.cfg.min_doc_words, self.cfg.max_doc_words
+            open_corpus(self.cfg.corpus, self.cfg.id_field, self.cfg.text_field),
+            self.cfg.seed,
+            self.cfg.max_doc_words,
+            chunk=self.cfg.long_documents == "chunk",
         )
-        self.llm = ChatClient(
-            f"{settings.generator_url}/v1", settings.generator_model, timeout_s=settings.request_timeout_s
-        )
+        self.stream = EpisodeStream(redis, run.id)
+        self.ledger = SynthesisLedger(redis, run.id)
+        timeout = settings.request_timeout_s
+        self.policy_llm = ChatClient(f"{settings.generator_url}/v1", settings.generator_model, timeout_s=timeout)
+        self.proposer = self._client(self.roles.proposer, timeout)
+        self.solver = self._client(self.roles.solver, timeout)
         self.generator = GeneratorClient(settings.generator_url)
-        self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=settings.request_timeout_s)
+        self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=timeout)
+        self.duplicates = filters.NearDuplicates(self.cfg.filters.duplicate_window, self.cfg.filters.duplicate_jaccard)
+        self.recent_tasks: deque[str] = deque(maxlen=RECENT_TASKS)
         self.counts: Counter[str] = Counter()
-        self.rejected: dict[str, int] = {}
+
+    def _client(self, endpoint: ModelEndpoint | None, timeout: float) -> ChatClient:
+        return self.policy_llm if endpoint is None else ChatClient.for_endpoint(endpoint, timeout)
 
     async def aclose(self) -> None:
-        await asyncio.gather(self.llm.aclose(), self.generator.aclose(), self.judge.aclose())
+        clients = {id(c): c for c in (self.policy_llm, self.proposer, self.solver)}.values()
+        await asyncio.gather(*(c.aclose() for c in clients), self.generator.aclose(), self.judge.aclose())
 
     async def run_forever(self) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.cfg.concurrency)]
@@ -64,31 +87,71 @@ class RunProducer:
                 log.warning("run %s: group failed: %r", self.run.id, exc)
                 await asyncio.sleep(1.0)
 
+    async def reject(self, reason: str) -> None:
+        self.counts[f"filtered:{reason}"] += 1
+        await self.ledger.filtered(reason)
+
+    async def next_document(self) -> tuple[Drawn, TaskType] | None:
+        """Claim the run's next draw; None (counted) when the document is unusable."""
+        g = await self.ledger.next_draw()
+        drawn = await asyncio.to_thread(self.sampler.draw, g)
+        self.counts["draws"] += 1
+        reason = filters.document_rejection(drawn.document.text, drawn.words, self.cfg.min_doc_words, self.cfg.filters)
+        if reason:
+            await self.reject(reason)
+            return None
+        return drawn, self.task_types[self.mix.pick(g)]
+
+    async def propose(self, drawn: Drawn, task_type: TaskType) -> Task | None:
+        """A task that passes every filter, within ``propose_retries`` attempts; rejections counted."""
+        for _ in range(self.cfg.propose_retries):
+            proposal, reason = await propose_once(self.proposer, drawn.document, self.cfg, task_type)
+            if proposal is not None:
+                reason = filters.task_rejection(proposal.task, proposal.reference, self.cfg.filters)
+                if reason is None and self.duplicates.seen(proposal.task):
+                    reason = "task_near_duplicate"
+            if proposal is None or reason is not None:
+                await self.reject(reason or "proposal_unparseable")
+                continue
+            self.duplicates.add(proposal.task)
+            prompt, constraints = proposal.task.strip(), []
+            if proposal.constraints is not None:
+                prompt = f"{prompt}\n\n{render_constraints(proposal.constraints)}"
+                constraints = constraint_criteria(proposal.constraints)
+            return Task(
+                document_id=drawn.ref.document_id,
+                task_type=task_type.name,
+                prompt=prompt,
+                reference=proposal.reference.strip(),
+                constraints=constraints,
+                source=drawn.ref,
+            )
+        await self.reject("proposal_exhausted")
+        return None
+
     async def produce_group(self) -> EpisodeGroup | None:
-        doc = self.sampler.next()
-        self.counts["documents"] += 1
-        task = await propose(self.llm, doc, self.cfg, self.rejected)
+        picked = await self.next_document()
+        if picked is None:
+            return None
+        drawn, task_type = picked
+        task = await self.propose(drawn, task_type)
         if task is None:
-            self.counts["proposal_failed"] += 1
             return None
         before = (await self.generator.policy()).version
-        sampled = await solve(self.llm, task, self.cfg)
-        after = (await self.generator.policy()).version
-        if before != after:
+        sampled = await solve(self.solver, task, task_type, self.cfg, on_policy=self.roles.solver is None)
+        if (await self.generator.policy()).version != before:
             # A swap landed while the answers were sampled: which weights made them is unknown.
-            self.counts["mixed_version"] += 1
+            await self.reject("mixed_policy_version")
             return None
-        grade = await self.judge.grade(
-            GradeRequest(
-                document=doc.text,
-                task=task.prompt,
-                reference=task.reference,
-                answers=[c.text for c in sampled.completions],
-                extra_criteria=self.run.config.judge.extra_criteria,
-            )
-        )
+        try:
+            grade = await self.judge.grade(self._grade_request(drawn, task, task_type, sampled.completions))
+        except ServiceError as exc:
+            if exc.status != 502:
+                raise
+            await self.reject("rubric_failed")
+            return None
         task = task.model_copy(update={"rubric": grade.rubric})
-        messages = solve_messages(task)
+        messages = solve_messages(task, task_type)
         episodes = [
             Episode(
                 run_id=self.run.id,
@@ -102,16 +165,39 @@ class RunProducer:
             )
             for completion, g in zip(sampled.completions, grade.grades, strict=True)
         ]
-        if sum(e.reward is not None for e in episodes) < 2:
-            self.counts["too_few_valid"] += 1
+        reason = filters.group_rejection([e.reward for e in episodes], self.cfg.filters)
+        if reason:
+            await self.reject(reason)
             return None
         group = EpisodeGroup(
-            run_id=self.run.id, task=task, document_id=doc.id, policy_version=before, episodes=episodes
+            run_id=self.run.id, task=task, document_id=drawn.document.id, policy_version=before, episodes=episodes
         )
         await self.stream.append(group)
-        self.counts["groups"] += 1
-        log.info(
-            "run %s: group from %s at v%d, rewards %s",
-            self.run.id, doc.id, before, [None if r is None else round(r, 2) for r in group.rewards],
-        )  # fmt: skip
+        await self._made(group)
         return group
+
+    def _grade_request(
+        self, drawn: Drawn, task: Task, task_type: TaskType, completions: list[Completion]
+    ) -> GradeRequest:
+        return GradeRequest(
+            document=drawn.document.text,
+            task=task.prompt,
+            reference=task.reference,
+            answers=[c.text for c in completions],
+            extra_criteria=[*task.constraints, *self.run.config.judge.extra_criteria],
+            rubric_guidance=task_type.rubric_guidance,
+            judge_guidance=task_type.judge_guidance,
+            rubric_writer=self.roles.rubric_writer,
+            scorer=self.roles.scorer,
+        )
+
+    async def _made(self, group: EpisodeGroup) -> None:
+        self.counts["groups"] += 1
+        self.recent_tasks.append(group.task.prompt)
+        await self.ledger.group_made(group.task.task_type)
+        await self.ledger.set_gauges({"task_distinct_2_recent": distinct_n(self.recent_tasks)})
+        log.info(
+            "run %s: %s group from %s at v%d, rewards %s",
+            self.run.id, group.task.task_type, group.document_id, group.policy_version,
+            [None if r is None else round(r, 2) for r in group.rewards],
+        )  # fmt: skip

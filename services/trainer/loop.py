@@ -24,6 +24,7 @@ from services.trainer.policy import Policy
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
 from shared.clients.http import ServiceError
+from shared.diversity import group_metrics
 from shared.schemas import EpisodeGroup
 from shared.settings import TrainerSettings
 from shared.streams import EpisodeStream
@@ -109,6 +110,7 @@ class RunTrainer:
             "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
             "staleness_max": float(max(self.version - 1 - g.policy_version for g in groups)),
             "wait_seconds": waited,
+            **group_metrics(groups),
             "step_seconds": time.perf_counter() - started,
             **{k: float(v) for k, v in self.counts.items()},
         }

@@ -22,10 +22,6 @@ class UpdateResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _completion_ids(e: Episode) -> list[int]:
-    return list(e.completion.token_ids)
-
-
 class Policy:
     """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
 
@@ -69,10 +65,23 @@ class Policy:
         )
         return UpdateResult(float(loss.detach()), metrics)
 
+    def token_ids(self, e: Episode) -> tuple[list[int], list[int]]:
+        """The generator's own token ids; a teacher's answer (text only) is tokenized here, as the policy would."""
+        prompt = list(e.prompt_token_ids)
+        if not prompt:
+            messages = [m.model_dump() for m in e.prompt_messages]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            prompt = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        completion = list(e.completion.token_ids)
+        if not completion:
+            completion = list(self.tokenizer(e.completion.text, add_special_tokens=False)["input_ids"])
+            if e.completion.finish_reason == "stop" and self.tokenizer.eos_token_id is not None:
+                completion.append(int(self.tokenizer.eos_token_id))
+        return prompt, completion
+
     def _logps(self, model: Any, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, attention, mask = losses.batch_inputs(
-            [e.prompt_token_ids for e in episodes], [_completion_ids(e) for e in episodes], self.pad_id
-        )
+        prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
+        ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
         ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
         return losses.token_logprobs(model, ids, attention), mask
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from openai import AsyncOpenAI, BadRequestError
 
-from shared.schemas import ChatMessage, Completion
+from shared.schemas import ChatMessage, Completion, ModelEndpoint
 
 log = logging.getLogger(__name__)
 _JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
@@ -51,7 +52,7 @@ class ChatClient:
         timeout_s: float = 300.0,
         max_parallel: int = 8,
     ) -> None:
-        self.model = model
+        self.model, self.max_parallel = model, max_parallel
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
         self._slots = asyncio.Semaphore(max_parallel)
         # Typed loosely on purpose: vLLM extensions (return_token_ids, ...) are not in openai's types.
@@ -91,8 +92,23 @@ class ChatClient:
             },
         )
 
-    async def sample(self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float) -> Sampled:
-        """n answers in one request, with token ids and per-token log-probs (vLLM extensions)."""
+    @classmethod
+    def for_endpoint(cls, endpoint: ModelEndpoint, timeout_s: float = 300.0, max_parallel: int = 8) -> ChatClient:
+        """A client of a teacher; its API key is read here, from the variable the config names."""
+        key = "EMPTY"
+        if endpoint.api_key_env:
+            if endpoint.api_key_env not in os.environ:
+                raise ValueError(
+                    f"environment variable {endpoint.api_key_env!r} (API key of {endpoint.model}) is unset"
+                )
+            key = os.environ[endpoint.api_key_env]
+        return cls(endpoint.base_url, endpoint.model, key, timeout_s, max_parallel)
+
+    async def sample(
+        self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float, with_tokens: bool = True
+    ) -> Sampled:
+        """n answers in one request; ``with_tokens`` asks for token ids and log-probs (vLLM extensions)."""
+        extra: dict[str, Any] = {"logprobs": True, "extra_body": {"return_token_ids": True}} if with_tokens else {}
         async with self._slots:
             response = await self._completions.create(
                 model=self.model,
@@ -100,8 +116,7 @@ class ChatClient:
                 n=n,
                 max_tokens=max_tokens,
                 temperature=temperature,
-                logprobs=True,
-                extra_body={"return_token_ids": True},
+                **extra,
             )
         raw = response.model_dump()
         completions = []

@@ -1,5 +1,24 @@
-"""Document corpora: the bundled sample and any JSONL file of ``{"id", "text", "source"}`` lines."""
+"""Document corpora: the bundled sample, and JSONL or Parquet files of any size, read by position."""
 
-from shared.corpus.reader import builtin_corpus_path, iter_documents, resolve_corpus
+from shared.corpus.index import CorpusIndex, load_index
+from shared.corpus.reader import (
+    CorpusFile,
+    JsonlCorpus,
+    ParquetCorpus,
+    builtin_corpus_path,
+    iter_documents,
+    open_corpus,
+    resolve_corpus,
+)
 
-__all__ = ["builtin_corpus_path", "iter_documents", "resolve_corpus"]
+__all__ = [
+    "CorpusFile",
+    "CorpusIndex",
+    "JsonlCorpus",
+    "ParquetCorpus",
+    "builtin_corpus_path",
+    "iter_documents",
+    "load_index",
+    "open_corpus",
+    "resolve_corpus",
+]

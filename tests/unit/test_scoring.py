@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.judge.programmatic import grade_programmatic
 from services.judge.scoring import weighted_score
+from shared.checks import grade_programmatic
 from shared.schemas import Criterion, MentionCheck, Verdict, WordCountCheck
 
 

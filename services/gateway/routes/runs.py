@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
 
 from services.gateway import store
-from services.gateway.deps import GeneratorDep, SessionDep
+from services.gateway.deps import GeneratorDep, RedisDep, SessionDep
 from shared.api import (
     CheckpointRead,
     ClaimRequest,
@@ -22,6 +22,8 @@ from shared.api import (
 )
 from shared.config import RunConfig
 from shared.problems import ProblemError
+from shared.synthesis import SynthesisLedger, SynthesisRead
+from shared.tasktypes import TaskTypeError, load_task_types
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
@@ -41,14 +43,22 @@ async def _read_config(request: Request) -> RunConfig:
     body = await request.body()
     try:
         if request.headers.get("content-type", "").split(";")[0].strip() in YAML_TYPES:
-            return RunConfig.from_yaml(body.decode())
-        return RunConfig.model_validate(json.loads(body or b"{}"))
+            config = RunConfig.from_yaml(body.decode())
+        else:
+            config = RunConfig.model_validate(json.loads(body or b"{}"))
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         raise ProblemError(422, "Invalid run config", detail, errors=errors) from exc
     except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
         raise ProblemError(400, "Unreadable run config", str(exc)) from exc
+    try:
+        load_task_types(config.selfplay.task_mix, config.selfplay.task_dirs)
+    except TaskTypeError as exc:
+        loc = ["selfplay", "task_mix"]
+        errors = [{"loc": loc, "msg": str(exc), "type": "task_type"}]
+        raise ProblemError(422, "Invalid run config", f"selfplay.task_mix: {exc}", errors=errors) from exc
+    return config
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunRead, openapi_extra=RUN_CONFIG_BODY)
@@ -108,3 +118,10 @@ async def finish_run(run_id: str, body: FinishReport, session: SessionDep) -> Ru
 @router.get("/{run_id}/checkpoints", response_model=list[CheckpointRead], responses={404: {}})
 async def list_checkpoints(run_id: str, session: SessionDep) -> list[CheckpointRead]:
     return await store.list_checkpoints(session, run_id)
+
+
+@router.get("/{run_id}/synthesis", response_model=SynthesisRead, responses={404: {}})
+async def synthesis(run_id: str, session: SessionDep, redis: RedisDep) -> SynthesisRead:
+    """What the producers drew, made and rejected (by reason), and how varied recent tasks are."""
+    await store.get_run(session, run_id)
+    return await SynthesisLedger(redis, run_id).read()

@@ -1,4 +1,8 @@
-"""Criteria graded exactly, without a model: they give a small policy a signal that can move."""
+"""Programmatic criteria, graded exactly without a model.
+
+Shared because two services apply them: the judge grades answers, the producer checks that a
+proposed reference obeys the constraints its own task states.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,19 @@
+"""The solver: K answers to a task, without the document."""
+
+from __future__ import annotations
+
+from shared.clients.llm import ChatClient, Sampled
+from shared.config import SelfPlayConfig
+from shared.schemas import ChatMessage, Task
+from shared.tasktypes import TaskType
+
+
+def solve_messages(task: Task, task_type: TaskType) -> list[ChatMessage]:
+    """What the solver sees: its brief and the task. The document never enters these messages."""
+    return [ChatMessage(role="system", content=task_type.answer_prompt), ChatMessage(role="user", content=task.prompt)]
+
+
+async def solve(llm: ChatClient, task: Task, task_type: TaskType, cfg: SelfPlayConfig, on_policy: bool) -> Sampled:
+    """On-policy answers carry the generator's token ids and log-probs; a teacher's carry text only."""
+    max_tokens = task_type.max_answer_tokens or cfg.max_answer_tokens
+    return await llm.sample(solve_messages(task, task_type), cfg.group_size, max_tokens, cfg.temperature, on_policy)
