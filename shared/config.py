@@ -83,7 +83,7 @@ class SelfPlayConfig(ConfigModel):
     max_reference_chars: int = Field(default=600, ge=32)
     """Upper bound on a proposed reference answer's length, enforced by the JSON schema."""
     max_answer_tokens: int = Field(default=160, ge=8)
-    """Token budget of each sampled answer."""
+    """Token budget of each sampled answer; when set, it overrides every task type's own default."""
     propose_retries: int = Field(default=5, ge=1, le=20)
     """Attempts to get a parseable task from a document before skipping it."""
     concurrency: int = Field(default=2, ge=1, le=64)

@@ -13,6 +13,11 @@ from collections.abc import Sequence
 from shared.config import FilterConfig
 from shared.diversity import words
 
+DRAW_ENDING_REASONS = frozenset({
+    "doc_too_short", "doc_boilerplate", "proposal_exhausted", "mixed_policy_version", "rubric_failed",
+    "too_few_valid_answers", "no_score_variance", "service_error",
+})  # fmt: skip
+"""Reasons that end a draw; the others reject one proposal attempt, and the proposer tries again."""
 _STOP = frozenset((
     "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of", "on", "or",
     "that", "the", "this", "to", "was", "were", "with",

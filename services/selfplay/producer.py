@@ -7,6 +7,7 @@ run's synthesis ledger. A rejected group never reaches the trainer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter, deque
 
@@ -83,24 +84,24 @@ class RunProducer:
                 await self.produce_group()
             except Exception as exc:  # httpx, openai and redis each raise their own types
                 # A service hiccup costs this document, never the producer: count it and go on.
-                self.counts["errors"] += 1
                 log.warning("run %s: group failed: %r", self.run.id, exc)
+                with contextlib.suppress(Exception):  # Redis itself may be what failed
+                    await self.reject("service_error")
                 await asyncio.sleep(1.0)
 
     async def reject(self, reason: str) -> None:
         self.counts[f"filtered:{reason}"] += 1
         await self.ledger.filtered(reason)
 
-    async def next_document(self) -> tuple[Drawn, TaskType] | None:
-        """Claim the run's next draw; None (counted) when the document is unusable."""
+    async def next_document(self) -> tuple[Drawn, TaskType, str | None]:
+        """Claim the run's next draw: the document chunk, its task type, and why it is unusable (if it is)."""
         g = await self.ledger.next_draw()
         drawn = await asyncio.to_thread(self.sampler.draw, g)
         self.counts["draws"] += 1
         reason = filters.document_rejection(drawn.document.text, drawn.words, self.cfg.min_doc_words, self.cfg.filters)
         if reason:
             await self.reject(reason)
-            return None
-        return drawn, self.task_types[self.mix.pick(g)]
+        return drawn, self.task_types[self.mix.pick(g)], reason
 
     async def propose(self, drawn: Drawn, task_type: TaskType) -> Task | None:
         """A task that passes every filter, within ``propose_retries`` attempts; rejections counted."""
@@ -130,10 +131,9 @@ class RunProducer:
         return None
 
     async def produce_group(self) -> EpisodeGroup | None:
-        picked = await self.next_document()
-        if picked is None:
+        drawn, task_type, rejected = await self.next_document()
+        if rejected:
             return None
-        drawn, task_type = picked
         task = await self.propose(drawn, task_type)
         if task is None:
             return None

@@ -35,7 +35,7 @@ class TaskType(BaseModel):
     constraints: bool = False
     """The proposer also states machine-checkable constraints (length, must / must-not mention)."""
     max_answer_tokens: int | None = Field(default=None, ge=8)
-    """Overrides ``selfplay.max_answer_tokens`` for this type (e.g. longer creative pieces)."""
+    """This type's answer budget (e.g. longer creative pieces) unless the run sets ``max_answer_tokens``."""
 
 
 class TaskTypeError(ValueError):

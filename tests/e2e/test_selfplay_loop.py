@@ -1,5 +1,7 @@
 """The whole loop on real services: vLLM generator (tiny model), judge, gateway (SQL), producer,
-trainer, Redis. Three updates, each hot-swapped into the generator without a restart.
+trainer, Redis. Three updates, each hot-swapped into the generator without a restart, on a mix of
+three task types; the proposer, rubric writer and scorer are handed to a "teacher" endpoint (a
+recording proxy in front of the same generator), so the prompts every role sent can be checked.
 """
 
 from __future__ import annotations
@@ -8,24 +10,35 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
 from cli.stack import LocalStack, StackOptions
+from services.judge.prompts import RUBRIC_SYSTEM, SCORE_SYSTEM
+from services.selfplay.filters import DRAW_ENDING_REASONS
 from shared.config import RunConfig
+from shared.corpus import builtin_corpus_path, iter_documents
+from shared.diversity import words
 from shared.files import sha256_file
 from shared.schemas import EpisodeGroup
 from shared.streams import GROUP, stream_key
+from shared.tasktypes import load_task_types
+from tests.e2e.proxy import RecordingProxy
 
 pytestmark = pytest.mark.e2e
 
+TASK_TYPES = ("long_form_qa", "creative_writing", "instruction_following")
 RUN_CONFIG = """
 name: e2e
 model: pop/tiny
-selfplay: {group_size: 4, max_task_chars: 120, max_reference_chars: 120, max_answer_tokens: 24, concurrency: 2}
+selfplay:
+  {group_size: 4, max_task_chars: 120, max_reference_chars: 120, max_answer_tokens: 24, concurrency: 2,
+   task_mix: {long_form_qa: 1, creative_writing: 1, instruction_following: 1}}
 judge:
   extra_criteria:
     # the tiny model's 24-token answers have a median of ~13 words: this check splits groups
@@ -40,14 +53,59 @@ trainer:
 PROBE = [{"role": "user", "content": "Describe the heart in one sentence."}]
 
 
+TEACHER_KEY = "POP_E2E_TEACHER_KEY"
+
+
 @pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+def proxy_and_stack(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RecordingProxy, LocalStack]]:
     home = tmp_path_factory.mktemp("stack")
     options = StackOptions(
         home=home, model="pop/tiny", generator_dtype="float32", max_model_len=4096, redis_url=redis_url
     )
-    with LocalStack(options) as running:
-        yield running
+    stack = LocalStack(options)
+    proxy = RecordingProxy(stack.generator_url).start()
+    # The producer reaches the policy through the proxy too, so the solver's prompts are recorded.
+    options.extra_env = {"POP_SELFPLAY_GENERATOR_URL": proxy.url, TEACHER_KEY: "teacher-secret"}
+    try:
+        with stack:
+            yield proxy, stack
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(proxy_and_stack: tuple[RecordingProxy, LocalStack]) -> LocalStack:
+    return proxy_and_stack[1]
+
+
+@pytest.fixture(scope="module")
+def proxy(proxy_and_stack: tuple[RecordingProxy, LocalStack]) -> RecordingProxy:
+    return proxy_and_stack[0]
+
+
+@dataclass
+class FinishedRun:
+    run: dict[str, Any]
+    seen: list[int]
+    base_probe: list[float]
+    groups: list[EpisodeGroup]
+    stream_info: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def finished(stack: LocalStack, proxy: RecordingProxy, redis_url: str) -> FinishedRun:
+    """One run, launched by REST, watched until it ends."""
+    base_probe = probe_logprobs(stack.generator_url)
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    teacher = {"base_url": f"{proxy.url}/teacher/v1", "model": "policy", "api_key_env": TEACHER_KEY}
+    config["roles"] = {"proposer": teacher, "rubric_writer": teacher, "scorer": teacher}
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=900)
+    groups, info = asyncio.run(stream_state(redis_url, run["id"]))
+    return FinishedRun(run, seen, base_probe, groups, info)
 
 
 def probe_logprobs(generator_url: str) -> list[float]:
@@ -88,14 +146,8 @@ async def stream_state(redis_url: str, run_id: str) -> tuple[list[EpisodeGroup],
         await redis.aclose()
 
 
-def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStack, redis_url: str):
-    base_probe = probe_logprobs(stack.generator_url)
-    config = RunConfig.from_yaml(RUN_CONFIG)
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config.model_dump(mode="json"), timeout=30)
-    assert created.status_code == 201, created.text
-    run_id = created.json()["id"]
-
-    seen, run = watch_versions(stack.generator_url, run_id, stack.gateway_url, timeout_s=900)
+def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStack, finished: FinishedRun):
+    run, seen, base_probe, run_id = finished.run, finished.seen, finished.base_probe, finished.run["id"]
 
     # The run completed three updates, each a new policy version.
     assert run["status"] == "completed", run.get("error")
@@ -118,7 +170,7 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
         assert manifest["files"]["model.safetensors"] == sha256_file(folder / "model.safetensors")
 
     # Episodes flowed through the stream; every delivered entry was acknowledged.
-    groups, info = asyncio.run(stream_state(redis_url, run_id))
+    groups, info = finished.groups, finished.stream_info
     assert info["pending"] == 0
     assert info["entries-read"] >= 6
     versions = {g.policy_version for g in groups}
@@ -149,6 +201,78 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
         probes[version] = probe_logprobs(stack.generator_url)
     assert probes[0] == pytest.approx(base_probe, abs=1e-5)
     assert len({tuple(round(x, 6) for x in p) for p in probes.values()}) == 4
+
+
+def test_every_task_type_reaches_the_trainer_with_its_own_prompts(finished: FinishedRun):
+    by_type = {t: [g for g in finished.groups if g.task.task_type == t] for t in TASK_TYPES}
+    assert all(by_type.values()), {t: len(gs) for t, gs in by_type.items()}
+    types = load_task_types(TASK_TYPES)
+    for t, groups in by_type.items():
+        for g in groups:
+            assert g.episodes[0].prompt_messages[0].content == types[t].answer_prompt
+            assert g.task.source is not None and g.task.source.document_id == g.task.document_id
+    for g in by_type["instruction_following"]:
+        # constraints are stated in the task and graded exactly, as criteria of the rubric used
+        assert "Constraints:" in g.task.prompt and g.task.constraints
+        rubric_names = {c.name for c in g.task.rubric.criteria} if g.task.rubric else set()
+        assert {c.name for c in g.task.constraints} <= rubric_names
+
+
+def _windows(text: str, n: int = 8) -> set[tuple[str, ...]]:
+    tokens = words(text)
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def test_prompts_sent_keep_the_generation_verification_gap(finished: FinishedRun, proxy: RecordingProxy):
+    """The solver never sees the document, the rubric writer does, the scorer only through gold facts."""
+    documents = {d.id: d.text for d in iter_documents(builtin_corpus_path())}
+    calls = proxy.recorded
+    assert finished.groups
+    for g in finished.groups:
+        assert g.task.source is not None and g.task.source.chunks == 1
+        doc, task = documents[g.task.document_id], g.task.prompt
+        task_text = task.split("\n\nConstraints:")[0]
+
+        proposer = [c for c in calls if "Document:\n" + doc in c.text() and not c.text().startswith(RUBRIC_SYSTEM)]
+        assert proposer and all(c.prefix == "teacher" for c in proposer)
+
+        solver = [c for c in calls if c.messages()[-1]["content"] == task and len(c.messages()) == 2]
+        assert solver and all(c.prefix == "" and c.authorization == "Bearer EMPTY" for c in solver)
+        for c in solver:
+            assert doc not in c.text()
+            assert _windows(doc) & _windows(c.text()) <= _windows(task)
+
+        rubric = [c for c in calls if c.text().startswith(RUBRIC_SYSTEM) and f"Task:\n{task}\n" in c.text()]
+        assert rubric and all(doc in c.text() and c.prefix == "teacher" for c in rubric)
+
+        scorer = [c for c in calls if c.text().startswith(SCORE_SYSTEM) and f"Task:\n{task}\n" in c.text()]
+        assert scorer and all(c.prefix == "teacher" and c.authorization == "Bearer teacher-secret" for c in scorer)
+        assert g.task.rubric is not None
+        allowed = " ".join(
+            [task, *(f"{c.name} {c.description} {c.gold}" for c in g.task.rubric.criteria)]
+            + [e.completion.text for e in g.episodes]
+        )
+        for c in scorer:
+            assert doc not in c.text()
+            assert _windows(doc) & _windows(c.text()) <= _windows(allowed), task_text
+
+
+def test_synthesis_filters_and_diversity_are_reported(finished: FinishedRun, stack: LocalStack):
+    run_id = finished.run["id"]
+    synthesis = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/synthesis", timeout=10).json()
+    assert synthesis["groups"] == len(finished.groups) == sum(synthesis["groups_by_task_type"].values())
+    assert set(synthesis["groups_by_task_type"]) == set(TASK_TYPES)
+    # every draw became a group or a counted rejection (or was in flight when the run ended)
+    terminal = sum(n for reason, n in synthesis["filtered"].items() if reason in DRAW_ENDING_REASONS)
+    assert synthesis["groups"] + terminal <= synthesis["draws"] <= synthesis["groups"] + terminal + 2
+    assert 0.0 < synthesis["diversity"]["task_distinct_2_recent"] <= 1.0
+    for step in finished.run["steps"]:
+        metrics = step["metrics"]
+        assert 0.0 < metrics["task_distinct_2"] <= 1.0 and 0.0 < metrics["answer_distinct_2"] <= 1.0
+        assert metrics["rubric_criteria"] >= 1 and metrics["rubric_words"] > 0 and metrics["answer_words"] > 0
+    exposition = httpx.get(f"{stack.gateway_url}/metrics", timeout=10).text
+    assert f'pop_step_metric{{metric="answer_distinct_2",run_id="{run_id}"}}' in exposition
+    assert f'pop_synthesis_groups_total{{run_id="{run_id}",task_type="creative_writing"}}' in exposition
 
 
 def test_swap_to_a_missing_checkpoint_keeps_serving(stack: LocalStack):
@@ -193,3 +317,18 @@ def test_official_openai_client_unchanged(stack: LocalStack):
     )
     data = json.loads(structured.choices[0].message.content or "", strict=False)
     assert set(data) == {"city", "year"} and isinstance(data["year"], int)
+
+
+def test_a_run_the_producer_cannot_feed_fails_with_the_reason(stack: LocalStack, tmp_path: Path):
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["selfplay"]["corpus"] = str(tmp_path / "no-such-corpus.jsonl")
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{stack.gateway_url}/v1/runs/{created.json()['id']}", timeout=10).json()
+        if run["status"] not in ("pending", "running"):
+            break
+        time.sleep(0.5)
+    assert run["status"] == "failed" and "no-such-corpus.jsonl" in run["error"], run
+    assert stack.alive() == dict.fromkeys(stack.alive(), True)  # every service lives on

@@ -2,53 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import httpx
 import pytest
-from sqlalchemy.exc import OperationalError
+from redis.asyncio import Redis
 
-from services.gateway.app import create_app
-from shared.db import Base, Database
 from shared.schemas import CheckpointManifest
-from shared.settings import GatewaySettings
-
-POSTGRES_URL = os.environ.get("POP_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-async def _postgres_reachable(url: str) -> bool:
-    db = Database(url)
-    try:
-        async with db.engine.connect():
-            return True
-    except (OSError, OperationalError):
-        return False
-    finally:
-        await db.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
-    else:
-        url = POSTGRES_URL
-        if not await _postgres_reachable(url):
-            if os.environ.get("POP_REQUIRE_POSTGRES"):
-                pytest.fail(f"PostgreSQL required but not reachable at {url}")
-            pytest.skip(f"PostgreSQL not reachable at {url} (set POP_TEST_POSTGRES_URL)")
-        db = Database(url)
-        async with db.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.drop_all)
-        await db.dispose()
-    # Nothing listens on port 9: the generator is "down" for these tests.
-    app = create_app(GatewaySettings(database_url=url, generator_url="http://127.0.0.1:9"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            yield client
+from shared.synthesis import SynthesisLedger
 
 
 def manifest(run_id: str, version: int) -> dict[str, object]:
@@ -151,3 +110,50 @@ async def test_openapi_documents_the_routes(api: httpx.AsyncClient):
     for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/generator/weights", "/v1/runs/{run_id}/checkpoints"):
         assert path in spec["paths"]
     assert "application/yaml" in spec["paths"]["/v1/runs"]["post"]["requestBody"]["content"]
+
+
+async def test_a_run_naming_an_unknown_task_type_is_refused(api: httpx.AsyncClient):
+    body = {"selfplay": {"task_mix": {"long_form_qa": 1, "sonnet_battle": 2}}}
+    problem = assert_problem(await api.post("/v1/runs", json=body), 422)
+    assert "sonnet_battle" in str(problem["detail"]) and "long_form_qa" in str(problem["detail"])
+    body = {"selfplay": {"task_mix": {"long_form_qa": 0}}}
+    assert "task weights must be > 0" in str(assert_problem(await api.post("/v1/runs", json=body), 422)["detail"])
+    assert (await api.get("/v1/runs")).json()["total"] == 0  # nothing half-created
+
+
+async def test_synthesis_counts_and_metrics_are_exposed(api: httpx.AsyncClient, redis: Redis):
+    mix = {"long_form_qa": 1, "instruction_following": 1}
+    run_id = (await api.post("/v1/runs", json={"selfplay": {"task_mix": mix}})).json()["id"]
+    ledger = SynthesisLedger(redis, run_id)
+    for _ in range(5):
+        await ledger.next_draw()
+    await ledger.filtered("doc_boilerplate")
+    await ledger.filtered("task_leaks_reference")
+    await ledger.filtered("task_leaks_reference")
+    await ledger.group_made("long_form_qa")
+    await ledger.group_made("instruction_following")
+    await ledger.set_gauges({"task_distinct_2_recent": 0.75})
+    await api.post("/v1/runs/claim", json={"trainer": "t0"})
+    report = step_report(run_id, 1, 1.25)
+    report["metrics"] = {"loss": 0.5, "answer_distinct_2": 0.4, "rubric_criteria": 3.0}
+    assert (await api.post(f"/v1/runs/{run_id}/steps", json=report)).status_code == 200
+
+    synthesis = (await api.get(f"/v1/runs/{run_id}/synthesis")).json()
+    assert synthesis == {
+        "draws": 5,
+        "groups": 2,
+        "groups_by_task_type": {"long_form_qa": 1, "instruction_following": 1},
+        "filtered": {"doc_boilerplate": 1, "task_leaks_reference": 2},
+        "diversity": {"task_distinct_2_recent": 0.75},
+    }
+    assert_problem(await api.get("/v1/runs/nope/synthesis"), 404)
+
+    metrics = await api.get("/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert f'pop_synthesis_filtered_total{{reason="task_leaks_reference",run_id="{run_id}"}} 2.0' in text
+    assert f'pop_synthesis_groups_total{{run_id="{run_id}",task_type="instruction_following"}} 1.0' in text
+    assert f'pop_synthesis_draws_total{{run_id="{run_id}"}} 5.0' in text
+    assert f'pop_step_metric{{metric="answer_distinct_2",run_id="{run_id}"}} 0.4' in text
+    assert f'pop_run_mean_score{{run_id="{run_id}"}} 1.25' in text
+    assert f'pop_synthesis_diversity{{metric="task_distinct_2_recent",run_id="{run_id}"}} 0.75' in text

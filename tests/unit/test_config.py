@@ -43,3 +43,21 @@ def test_bad_fields_are_named(text: str, field: str):
 def test_non_mapping_yaml_is_refused():
     with pytest.raises(ValueError, match="mapping"):
         RunConfig.from_yaml("- a\n- b\n")
+
+
+def test_roles_and_task_mix_are_validated():
+    config = RunConfig.from_yaml(
+        """
+selfplay: {task_mix: {long_form_qa: 2, creative_writing: 1}}
+roles:
+  scorer: {base_url: "http://teacher:8000/v1", model: big, api_key_env: TEACHER_KEY}
+"""
+    )
+    assert config.roles.scorer is not None and config.roles.proposer is None
+    assert config.selfplay.task_mix == {"long_form_qa": 2.0, "creative_writing": 1.0}
+    with pytest.raises(ValidationError, match="task weights must be > 0"):
+        RunConfig.from_yaml("selfplay: {task_mix: {long_form_qa: -1}}")
+    with pytest.raises(ValidationError, match="api_key"):
+        RunConfig.from_yaml("roles: {solver: {base_url: x, model: m, api_key: sk-live}}")
+    with pytest.raises(ValidationError, match="long_documents"):
+        RunConfig.from_yaml("selfplay: {long_documents: shred}")

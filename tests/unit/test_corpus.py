@@ -62,7 +62,9 @@ def test_truncate_mode_draws_one_unit_per_document(tmp_path: Path):
 
 def test_malformed_lines_are_skipped_and_other_fields_ignored(tmp_path: Path):
     path = tmp_path / "c.jsonl"
-    path.write_text('{"id": "a", "text": "one two three", "url": "x"}\nnot json\n{"id": "b"}\n\n{"text": "no id here"}\n')
+    path.write_text(
+        '{"id": "a", "text": "one two three", "url": "x"}\nnot json\n{"id": "b"}\n\n{"text": "no id here"}\n'
+    )
     s = sampler(path)
     assert len(s) == 2
     offset = path.read_bytes().index(b'{"text": "no id')

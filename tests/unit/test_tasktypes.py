@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.selfplay.propose import proposal_schema, propose_messages
-from services.selfplay.solve import solve_messages
+from services.selfplay.solve import answer_budget, solve_messages
 from shared.config import SelfPlayConfig
 from shared.schemas import Document, Task
 from shared.tasktypes import TaskTypeError, available, load_task_types
@@ -54,3 +54,12 @@ def test_unknown_names_and_bad_files_are_errors_that_say_which(tmp_path: Path):
         load_task_types(["renamed"], [tmp_path])
     with pytest.raises(TaskTypeError, match="directory not found"):
         load_task_types(["long_form_qa"], [tmp_path / "nope"])
+
+
+def test_a_run_that_sets_the_answer_budget_overrides_the_types_default():
+    creative = load_task_types(["creative_writing"])["creative_writing"]
+    assert creative.max_answer_tokens == 256
+    assert answer_budget(creative, SelfPlayConfig()) == 256
+    assert answer_budget(creative, SelfPlayConfig(max_answer_tokens=24)) == 24
+    qa = load_task_types(["long_form_qa"])["long_form_qa"]
+    assert answer_budget(qa, SelfPlayConfig()) == SelfPlayConfig().max_answer_tokens
