@@ -77,3 +77,22 @@ def test_grpo_without_behaviour_logprobs_is_on_policy(tmp_path: Path):
     policy = Policy("pop/tiny", TrainerConfig(algorithm=GRPOConfig(), learning_rate=1e-3))
     result = policy.update([make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=False)])
     assert result.metrics["clip_fraction"] == 0.0 and torch.isfinite(torch.tensor(result.loss))
+
+
+def test_a_teachers_text_only_answers_are_tokenized_as_the_policy_would(tmp_path: Path):
+    """A teacher solver returns text, not our token ids: the trainer tokenizes prompt and answer itself."""
+    policy = Policy("pop/tiny", TrainerConfig(algorithm=DPOConfig(beta=0.1), learning_rate=1e-3))
+    on_policy = make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=True)
+    teacher = on_policy.model_copy(deep=True)
+    for e in teacher.episodes:
+        e.prompt_token_ids = []
+        e.completion = Completion(text=e.completion.text, finish_reason="length")
+    for ours, theirs in zip(on_policy.episodes, teacher.episodes, strict=True):
+        assert policy.token_ids(theirs) == (ours.prompt_token_ids, ours.completion.token_ids)
+    stopped = teacher.episodes[0].model_copy(update={"completion": Completion(text="The heart.", finish_reason="stop")})
+    assert policy.token_ids(stopped)[1][-1] == policy.tokenizer.eos_token_id
+
+    before = snapshot(policy)
+    result = policy.update([teacher])
+    assert torch.isfinite(torch.tensor(result.loss)) and result.metrics["pairs"] == 1.0
+    assert any(not torch.equal(v, before[k]) for k, v in policy.model.state_dict().items())
