@@ -18,6 +18,10 @@ def ledger_key(run_id: str) -> str:
     return f"pop:run:{run_id}:synthesis"
 
 
+def recent_tasks_key(run_id: str) -> str:
+    return f"pop:run:{run_id}:recent-tasks"
+
+
 class SynthesisRead(BaseModel):
     """What a run's producers have drawn, made and rejected, and how varied their output is."""
 
@@ -30,7 +34,22 @@ class SynthesisRead(BaseModel):
 
 class SynthesisLedger:
     def __init__(self, redis: Redis, run_id: str) -> None:
-        self.redis, self.key = redis, ledger_key(run_id)
+        self.redis, self.key, self.recent_key = redis, ledger_key(run_id), recent_tasks_key(run_id)
+
+    async def recent_tasks(self, window: int) -> list[str]:
+        """The run's last ``window`` accepted tasks, newest first, from every replica."""
+        if window <= 0:
+            return []
+        return [
+            t.decode() if isinstance(t, bytes) else t for t in await self.redis.lrange(self.recent_key, 0, window - 1)
+        ]
+
+    async def task_accepted(self, task: str, window: int) -> None:
+        if window > 0:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.lpush(self.recent_key, task)
+                pipe.ltrim(self.recent_key, 0, window - 1)
+                await pipe.execute()
 
     async def next_draw(self) -> int:
         """Claim the run's next draw index; replicas never claim the same one."""

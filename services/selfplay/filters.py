@@ -7,8 +7,7 @@ metrics endpoint show those counts, so a user sees *why* synthesis is slow or co
 from __future__ import annotations
 
 import re
-from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from shared.config import FilterConfig
 from shared.diversity import words
@@ -99,19 +98,10 @@ def jaccard(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-class NearDuplicates:
-    """The last ``window`` accepted tasks; a new task too similar to any of them is rejected."""
-
-    def __init__(self, window: int, threshold: float) -> None:
-        self.threshold = threshold
-        self.recent: deque[set[tuple[str, ...]]] = deque(maxlen=window)
-
-    def seen(self, task: str) -> bool:
-        return any(jaccard(shingles(task), other) >= self.threshold for other in self.recent)
-
-    def add(self, task: str) -> None:
-        if self.recent.maxlen:
-            self.recent.append(shingles(task))
+def near_duplicate(task: str, recent: Iterable[str], threshold: float) -> bool:
+    """Whether ``task`` is at least ``threshold`` word-trigram Jaccard-similar to any recent task."""
+    mine = shingles(task)
+    return any(jaccard(mine, shingles(other)) >= threshold for other in recent)
 
 
 def group_rejection(rewards: Sequence[float | None], cfg: FilterConfig) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import Counter
 
 from redis.asyncio import Redis
 
@@ -55,8 +55,6 @@ class RunProducer:
         self.solver = self._client(self.roles.solver, timeout)
         self.generator = GeneratorClient(settings.generator_url)
         self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=timeout)
-        self.duplicates = filters.NearDuplicates(self.cfg.filters.duplicate_window, self.cfg.filters.duplicate_jaccard)
-        self.recent_tasks: deque[str] = deque(maxlen=RECENT_TASKS)
         self.counts: Counter[str] = Counter()
 
     def _client(self, endpoint: ModelEndpoint | None, timeout: float) -> ChatClient:
@@ -109,12 +107,12 @@ class RunProducer:
             proposal, reason = await propose_once(self.proposer, drawn.document, self.cfg, task_type)
             if proposal is not None:
                 reason = filters.task_rejection(proposal.task, proposal.reference, self.cfg.filters)
-                if reason is None and self.duplicates.seen(proposal.task):
+                if reason is None and await self._duplicate(proposal.task):
                     reason = "task_near_duplicate"
             if proposal is None or reason is not None:
                 await self.reject(reason or "proposal_unparseable")
                 continue
-            self.duplicates.add(proposal.task)
+            await self.ledger.task_accepted(proposal.task, max(self.cfg.filters.duplicate_window, RECENT_TASKS))
             prompt, constraints = proposal.task.strip(), []
             if proposal.constraints is not None:
                 prompt = f"{prompt}\n\n{render_constraints(proposal.constraints)}"
@@ -129,6 +127,11 @@ class RunProducer:
             )
         await self.reject("proposal_exhausted")
         return None
+
+    async def _duplicate(self, task: str) -> bool:
+        """Compared with the run's recent tasks from every replica, kept in Redis."""
+        window = self.cfg.filters.duplicate_window
+        return filters.near_duplicate(task, await self.ledger.recent_tasks(window), self.cfg.filters.duplicate_jaccard)
 
     async def produce_group(self) -> EpisodeGroup | None:
         drawn, task_type, rejected = await self.next_document()
@@ -193,9 +196,9 @@ class RunProducer:
 
     async def _made(self, group: EpisodeGroup) -> None:
         self.counts["groups"] += 1
-        self.recent_tasks.append(group.task.prompt)
         await self.ledger.group_made(group.task.task_type)
-        await self.ledger.set_gauges({"task_distinct_2_recent": distinct_n(self.recent_tasks)})
+        recent = await self.ledger.recent_tasks(RECENT_TASKS)
+        await self.ledger.set_gauges({"task_distinct_2_recent": distinct_n(recent)})
         log.info(
             "run %s: %s group from %s at v%d, rewards %s",
             self.run.id, group.task.task_type, group.document_id, group.policy_version,

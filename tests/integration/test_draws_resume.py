@@ -72,3 +72,22 @@ async def test_replicas_share_one_sequence(redis: Redis, redis_url: str):
     assert sum(ledger.filtered.values()) == sum(1 for *_, rejected in merged if rejected)
     for p in [*replicas, alone]:
         await p.aclose()
+
+
+async def test_near_duplicates_are_caught_across_replicas(redis: Redis, redis_url: str):
+    settings = SelfPlaySettings(redis_url=redis_url)
+    run = make_run(seed=1)
+    one, two = RunProducer(run, settings, redis), RunProducer(run, settings, redis)
+    task = "Which hormone do the cells of people with type 2 diabetes respond poorly to?"
+    assert not await two._duplicate(task)
+    await one.ledger.task_accepted(task, window=4)
+    assert await two._duplicate(task.replace("poorly", "badly"))
+    assert not await two._duplicate("Write a sea shanty about lighthouse keepers on a stormy night.")
+    for i in range(4):  # the window slides: older tasks stop counting
+        await one.ledger.task_accepted(f"unrelated task number {i} about volcanoes and their ash", window=4)
+    assert await one.ledger.recent_tasks(10) == [
+        f"unrelated task number {i} about volcanoes and their ash" for i in (3, 2, 1, 0)
+    ]
+    assert not await two._duplicate(task)
+    await one.aclose()
+    await two.aclose()

@@ -57,15 +57,12 @@ def test_a_short_reference_leaks_when_the_task_names_it():
 
 
 def test_near_duplicate_tasks_are_rejected_and_distinct_ones_kept():
-    recent = filters.NearDuplicates(window=3, threshold=CFG.duplicate_jaccard)
-    recent.add(GOOD_TASK)
-    assert recent.seen(GOOD_TASK.replace("poorly", "badly"))
-    assert recent.seen(GOOD_TASK.lower() + "  ")
-    assert not recent.seen("Write a short poem about the first lighthouse keepers of the Scottish coast.")
-    for other in ("one two three four", "five six seven eight", "nine ten eleven twelve"):
-        recent.add(other)
-    assert not recent.seen(GOOD_TASK)  # fell out of the window
-    assert not filters.NearDuplicates(window=0, threshold=0.6).seen(GOOD_TASK)
+    threshold = CFG.duplicate_jaccard
+    assert filters.near_duplicate(GOOD_TASK.replace("poorly", "badly"), [GOOD_TASK], threshold)
+    assert filters.near_duplicate(GOOD_TASK.lower() + "  ", ["Unrelated words here.", GOOD_TASK], threshold)
+    poem = "Write a short poem about the first lighthouse keepers of the Scottish coast."
+    assert not filters.near_duplicate(poem, [GOOD_TASK], threshold)
+    assert not filters.near_duplicate(GOOD_TASK, [], threshold)
 
 
 def test_groups_without_signal_or_valid_answers_are_rejected():
