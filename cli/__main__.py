@@ -15,6 +15,7 @@ from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
+from shared.synthesis import SynthesisRead
 
 app = typer.Typer(help="Rubric-based self-play RL post-training (POP), as services.", no_args_is_help=True)
 console = Console()
@@ -34,7 +35,15 @@ def _print_steps(run: RunRead) -> None:
     console.print(table)
 
 
-async def _watch(gateway_url: str, config: RunConfig, stack: LocalStack, timeout_s: float) -> RunRead:
+def _print_synthesis(synthesis: SynthesisRead) -> None:
+    made = ", ".join(f"{t} {n}" for t, n in sorted(synthesis.groups_by_task_type.items())) or "none"
+    rejected = ", ".join(f"{r} {n}" for r, n in sorted(synthesis.filtered.items(), key=lambda kv: -kv[1])) or "none"
+    console.print(f"synthesis: {synthesis.draws} documents drawn; groups: {made}; rejected: {rejected}")
+
+
+async def _watch(
+    gateway_url: str, config: RunConfig, stack: LocalStack, timeout_s: float
+) -> tuple[RunRead, SynthesisRead]:
     gateway = GatewayClient(gateway_url, timeout_s=30.0)
     try:
         run = await gateway.create_run(config)
@@ -52,7 +61,7 @@ async def _watch(gateway_url: str, config: RunConfig, stack: LocalStack, timeout
                 score = "-" if s.mean_score is None else f"{s.mean_score:.3f}"
                 console.print(f"step {s.step}: policy v{s.policy_version}, mean score {score}")
             seen = len(run.steps)
-        return run
+        return run, await gateway.synthesis(run.id)
     finally:
         await gateway.aclose()
 
@@ -70,10 +79,11 @@ def demo(
         stack = LocalStack(options).start()
     try:
         console.print(f"stack up: gateway {stack.gateway_url}, generator {stack.generator_url}, logs {stack.logs}")
-        run = asyncio.run(_watch(stack.gateway_url, run_config, stack, timeout))
+        run, synthesis = asyncio.run(_watch(stack.gateway_url, run_config, stack, timeout))
     finally:
         stack.stop()
     _print_steps(run)
+    _print_synthesis(synthesis)
     console.print(f"checkpoints: {run.checkpoint_dir}")
     if run.status.value != "completed":
         raise typer.Exit(1)

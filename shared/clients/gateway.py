@@ -14,6 +14,7 @@ from shared.api import (
 )
 from shared.clients.http import ServiceClient
 from shared.config import RunConfig
+from shared.synthesis import SynthesisRead
 
 
 class GatewayClient(ServiceClient):
@@ -41,6 +42,9 @@ class GatewayClient(ServiceClient):
     async def finish_run(self, run_id: str, report: FinishReport) -> RunRead:
         response = await self.request("POST", f"/v1/runs/{run_id}/finish", json=report.model_dump(mode="json"))
         return RunRead.model_validate(response.json())
+
+    async def synthesis(self, run_id: str) -> SynthesisRead:
+        return SynthesisRead.model_validate((await self.request("GET", f"/v1/runs/{run_id}/synthesis")).json())
 
     async def stop_run(self, run_id: str) -> RunRead:
         return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/stop")).json())
