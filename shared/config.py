@@ -28,6 +28,9 @@ class FilterConfig(ConfigModel):
     """Tasks longer than this are rejected as over-long."""
     max_reference_overlap: float = Field(default=0.5, ge=0.0, le=1.0)
     """A task that contains more than this share of the reference's word trigrams leaks the answer."""
+    max_document_overlap: float = Field(default=0.8, ge=0.0, le=1.0)
+    """A task (6+ words) whose word trigrams come from the document beyond this share copies it, handing the
+    solver the document the method hides from it."""
     duplicate_window: int = Field(default=512, ge=0)
     """How many recent tasks a new one is compared with (0 turns the near-duplicate filter off)."""
     duplicate_jaccard: float = Field(default=0.6, gt=0.0, le=1.0)
@@ -78,6 +81,8 @@ class SelfPlayConfig(ConfigModel):
     """K: answers sampled per task (the paper: 32)."""
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     """Sampling temperature of the solver (the paper: 1.0)."""
+    propose_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    """Sampling temperature of the proposer; retries need it above 0 to differ."""
     max_task_chars: int = Field(default=400, ge=32)
     """Upper bound on a proposed task's length, enforced by the JSON schema."""
     max_reference_chars: int = Field(default=600, ge=32)

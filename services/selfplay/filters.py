@@ -72,7 +72,7 @@ def is_boilerplate(text: str) -> bool:
     )
 
 
-def task_rejection(task: str, reference: str, cfg: FilterConfig) -> str | None:
+def task_rejection(task: str, reference: str, document: str, cfg: FilterConfig) -> str | None:
     count = len(task.split())
     if count < cfg.min_task_words:
         return "task_empty"
@@ -82,7 +82,15 @@ def task_rejection(task: str, reference: str, cfg: FilterConfig) -> str | None:
         return "task_refers_to_document"
     if leaks(task, reference, cfg.max_reference_overlap):
         return "task_leaks_reference"
+    if count >= 6 and overlap(task, document) > cfg.max_document_overlap:
+        return "task_copies_document"
     return None
+
+
+def overlap(text: str, source: str) -> float:
+    """The share of ``text``'s word trigrams that ``source`` contains."""
+    mine = shingles(text)
+    return len(mine & shingles(source)) / len(mine) if mine else 0.0
 
 
 def leaks(task: str, reference: str, max_overlap: float) -> bool:
@@ -90,8 +98,9 @@ def leaks(task: str, reference: str, max_overlap: float) -> bool:
     ref = shingles(reference)
     if not ref:
         return False
-    found = shingles(task) if all(len(s) == 3 for s in ref) else {(t,) for t in words(task)}
-    return len(ref & found) / len(ref) > max_overlap
+    if all(len(s) == 3 for s in ref):
+        return overlap(reference, task) > max_overlap
+    return len(ref & {(t,) for t in words(task)}) / len(ref) > max_overlap
 
 
 def jaccard(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:

@@ -106,7 +106,9 @@ class RunProducer:
         for _ in range(self.cfg.propose_retries):
             proposal, reason = await propose_once(self.proposer, drawn.document, self.cfg, task_type)
             if proposal is not None:
-                reason = filters.task_rejection(proposal.task, proposal.reference, self.cfg.filters)
+                reason = filters.task_rejection(
+                    proposal.task, proposal.reference, drawn.document.text, self.cfg.filters
+                )
                 if reason is None and await self._duplicate(proposal.task):
                     reason = "task_near_duplicate"
             if proposal is None or reason is not None:

@@ -62,11 +62,26 @@ def token_budget(cfg: SelfPlayConfig, task_type: TaskType) -> int:
     return budget
 
 
+def reply_shape(task_type: TaskType) -> str:
+    """The JSON the proposer must write, spelled out: small models follow a shape far better than a schema."""
+    shape = '{"task": "<the task, as a full sentence>", "reference": "<a good answer to it, from the document>"'
+    if task_type.constraints:
+        shape += ', "constraints": {"max_words": 50, "must_mention": ["<a word the answer must use>"], '
+        shape += '"must_not_mention": ["<a word it must avoid>"]}'
+    return shape + "}"
+
+
 def propose_messages(doc: Document, task_type: TaskType) -> list[ChatMessage]:
-    """The only prompt that shows the document to a producer role."""
-    keys = "task, reference and constraints" if task_type.constraints else "task and its reference answer"
-    user = f"Document:\n{doc.text}\n\nWrite the {keys} as JSON."
-    return [ChatMessage(role="system", content=task_type.synthesis_prompt), ChatMessage(role="user", content=user)]
+    """The only prompt that shows the document to a producer role.
+
+    One user turn holding brief, document and reply shape: measured on SmolLM2-135M, this lifts the
+    share of usable proposals over a system-prompt brief; large models do as well either way.
+    """
+    user = (
+        f"{task_type.synthesis_prompt}\n\nDocument:\n{doc.text}\n\n"
+        f"Reply with JSON only, shaped like {reply_shape(task_type)}."
+    )
+    return [ChatMessage(role="user", content=user)]
 
 
 def constraint_criteria(c: Constraints) -> list[Criterion]:
@@ -121,6 +136,9 @@ async def propose_once(
     llm: ChatClient, doc: Document, cfg: SelfPlayConfig, task_type: TaskType
 ) -> tuple[Proposal | None, str | None]:
     data, _raw = await llm.json_chat(
-        propose_messages(doc, task_type), proposal_schema(cfg, task_type), token_budget(cfg, task_type), 1.0
+        propose_messages(doc, task_type),
+        proposal_schema(cfg, task_type),
+        token_budget(cfg, task_type),
+        cfg.propose_temperature,
     )
     return parse(data, task_type)

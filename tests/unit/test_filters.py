@@ -46,14 +46,21 @@ def test_documents_too_short_or_boilerplate_are_rejected():
     ],
 )
 def test_task_filters(task: str, reason: str | None):
-    assert filters.task_rejection(task, REFERENCE, CFG) == reason
+    assert filters.task_rejection(task, REFERENCE, GOOD_DOC, CFG) == reason
 
 
 def test_a_short_reference_leaks_when_the_task_names_it():
-    assert filters.task_rejection("Is the hormone that cells resist insulin or glucagon?", "Insulin", CFG) == (
-        "task_leaks_reference"
-    )
-    assert filters.task_rejection("Which hormone do cells resist in type 2 diabetes?", "Insulin", CFG) is None
+    leaky = "Is the hormone that cells resist insulin or glucagon?"
+    assert filters.task_rejection(leaky, "Insulin", GOOD_DOC, CFG) == "task_leaks_reference"
+    fine = "Which hormone do cells resist in type 2 diabetes?"
+    assert filters.task_rejection(fine, "Insulin", GOOD_DOC, CFG) is None
+
+
+def test_a_task_that_copies_the_document_hands_it_to_the_solver():
+    copied = " ".join(GOOD_DOC.split()[:25])
+    assert filters.task_rejection(copied, REFERENCE, GOOD_DOC, CFG) == "task_copies_document"
+    assert filters.task_rejection(f"Explain why: {copied}", REFERENCE, GOOD_DOC, CFG) == "task_copies_document"
+    assert filters.task_rejection(GOOD_TASK, REFERENCE, GOOD_DOC, CFG) is None
 
 
 def test_near_duplicate_tasks_are_rejected_and_distinct_ones_kept():

@@ -34,7 +34,8 @@ def test_a_user_adds_a_task_type_with_a_file(tmp_path: Path):
     assert custom.answer_prompt.startswith("Answer like a patient teacher")
     task = Task(document_id="d", prompt="Why is the sky blue?")
     assert solve_messages(task, custom)[0].content == custom.answer_prompt
-    assert propose_messages(Document(id="d", text="Rayleigh"), custom)[0].content == custom.synthesis_prompt
+    proposer = propose_messages(Document(id="d", text="Rayleigh scattering"), custom)
+    assert proposer[0].content.startswith(custom.synthesis_prompt) and "Rayleigh scattering" in proposer[0].content
     assert "constraints" not in proposal_schema(SelfPlayConfig(), custom)["properties"]
 
 
