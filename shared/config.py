@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.schemas import Criterion, ModelEndpoint, WeightMode
+from shared.schemas import Criterion, GradingMode, ModelEndpoint, WeightMode
 
 
 class ConfigModel(BaseModel):
@@ -147,7 +147,10 @@ class TrainerConfig(ConfigModel):
 
 class JudgeConfig(ConfigModel):
     url: str | None = None
-    """Judge service base URL; None uses the deployment's judge (``POP_SELFPLAY_JUDGE_URL``)."""
+    """An external judge service's base URL (it must implement the judge API, see docs/judge-api.md); the
+    gateway checks its health and schema version before accepting the run. None: the deployment's judge."""
+    grading: GradingMode = "all_at_once"
+    """``all_at_once``: one scorer call per answer (cheaper); ``per_criterion``: one per criterion (more accurate)."""
     extra_criteria: list[Criterion] = Field(default_factory=list)
     """Criteria added to every rubric, e.g. programmatic word-count or must-mention checks."""
 

@@ -6,12 +6,13 @@ with a default, so older producers and consumers keep working.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SCHEMA_VERSION = "1"
 
@@ -70,20 +71,56 @@ class MentionCheck(Schema):
     case_sensitive: bool = False
 
 
-ProgrammaticCheck = Annotated[WordCountCheck | MentionCheck, Field(discriminator="type")]
+class RegexCheck(Schema):
+    """Programmatic: the answer matches (``must_match``) or does not match a regular expression."""
+
+    type: Literal["regex"] = "regex"
+    pattern: str = Field(min_length=1, max_length=500)
+    must_match: bool = True
+    ignore_case: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return pattern
+
+
+class JsonValidCheck(Schema):
+    """Programmatic: the answer is a JSON object (a fenced code block counts) holding ``required_keys``."""
+
+    type: Literal["json_valid"] = "json_valid"
+    required_keys: list[str] = Field(default_factory=list)
+
+
+class LanguageCheck(Schema):
+    """Programmatic: the answer is written in ``language`` (ISO 639-1, e.g. ``en``, ``fr``)."""
+
+    type: Literal["language"] = "language"
+    language: str = Field(pattern=r"^[a-z]{2}$")
+
+
+ProgrammaticCheck = Annotated[
+    WordCountCheck | MentionCheck | RegexCheck | JsonValidCheck | LanguageCheck, Field(discriminator="type")
+]
 
 
 class Criterion(Schema):
     """One rubric criterion.
 
     An LLM criterion carries the ``gold`` fact from the document; a programmatic one carries a
-    ``check`` that is graded exactly, without a model.
+    ``check`` that is graded exactly, without a model. In a HealthBench rubric the criterion's text
+    is its ``description`` and its value is ``points`` (negative for a pitfall); ``weight`` is unused.
     """
 
     name: str = Field(min_length=1, max_length=120)
-    description: str = Field(default="", max_length=1000)
+    description: str = Field(default="", max_length=2000)
     gold: str = Field(default="", max_length=1000)
     weight: int = Field(default=1, ge=1, le=5)
+    points: int | None = Field(default=None, description="HealthBench: points if met; negative for a pitfall.")
     check: ProgrammaticCheck | None = None
 
     @property
@@ -91,8 +128,39 @@ class Criterion(Schema):
         return self.check is not None
 
 
+RubricFormat = Literal["pop", "healthbench"]
+
+
 class Rubric(Schema):
-    criteria: list[Criterion] = Field(min_length=1, max_length=12)
+    """``pop``: the method's criteria rated 0/1/2, score Σ w·rating / Σ w in [0, 2].
+    ``healthbench``: criteria met or not, score = met points / positive points (at most 1; pitfalls can
+    push it below 0)."""
+
+    format: RubricFormat = "pop"
+    criteria: list[Criterion] = Field(min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _points_match_format(self) -> Rubric:
+        if self.format == "healthbench":
+            if any(c.points is None or c.points == 0 for c in self.criteria):
+                raise ValueError("every healthbench criterion needs non-zero integer points")
+            if not any((c.points or 0) > 0 for c in self.criteria):
+                raise ValueError("a healthbench rubric needs at least one criterion with positive points")
+        elif any(c.points is not None for c in self.criteria):
+            raise ValueError("points belong to healthbench rubrics; pop criteria carry a weight")
+        names = [c.name for c in self.criteria]
+        if len(set(names)) != len(names):
+            raise ValueError("criterion names must be unique: verdicts are keyed by them")
+        return self
+
+    @classmethod
+    def healthbench(cls, items: list[dict[str, object]]) -> Rubric:
+        """From HealthBench's own items (``{"criterion": str, "points": int, ...}``), unchanged in meaning."""
+        criteria = [
+            Criterion(name=f"rubric_item_{i}", description=str(item["criterion"]), points=int(str(item["points"])))
+            for i, item in enumerate(items, start=1)
+        ]
+        return cls(format="healthbench", criteria=criteria)
 
 
 class DocumentRef(Schema):
@@ -130,26 +198,40 @@ class ModelEndpoint(Schema):
         description="Name of the environment variable holding the API key, read by the service that "
         "makes the call; keys never travel in configs or requests.",
     )
+    structured_output: bool = Field(
+        default=True,
+        description="Request json_schema output; without it (or when refused) the schema is given in the prompt "
+        "and the reply parsed tolerantly.",
+    )
 
 
 # --- grading -------------------------------------------------------------------------------------
 
 
 class Verdict(Schema):
-    """The judge's rating of one answer on one criterion."""
+    """The judge's rating of one answer on one criterion.
+
+    ``rating`` is 0/1/2 for pop rubrics; for healthbench ones it is 2 (met) or 0 (not met), with
+    ``met`` set. ``backend`` says what graded it (``llm:<model>`` or ``programmatic:<check>``).
+    """
 
     criterion: str
     rating: Rating
     reason: str = ""
+    met: bool | None = None
+    backend: str = ""
 
 
 class AnswerGrade(Schema):
     """All verdicts for one answer; ``score`` is None when the answer could not be graded."""
 
     verdicts: list[Verdict] = Field(default_factory=list)
-    score: float | None = Field(default=None, ge=0.0, le=2.0)
+    score: float | None = Field(default=None, le=2.0, description="pop: [0, 2]; healthbench: at most 1.")
     valid: bool = True
     error: str | None = None
+
+
+GradingMode = Literal["all_at_once", "per_criterion"]
 
 
 class GradeRequest(Schema):
@@ -168,6 +250,11 @@ class GradeRequest(Schema):
     judge_guidance: str = Field(default="", description="Task-type advice added to the scorer's brief.")
     rubric_writer: ModelEndpoint | None = Field(default=None, description="Teacher that writes the rubric.")
     scorer: ModelEndpoint | None = Field(default=None, description="Teacher that rates the answers.")
+    grading: GradingMode = Field(
+        default="all_at_once",
+        description="all_at_once: one scorer call per answer (cheaper); "
+        "per_criterion: one call per criterion and answer (more accurate).",
+    )
 
 
 class GradeResponse(Schema):

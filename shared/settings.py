@@ -56,6 +56,9 @@ class JudgeSettings(ServiceSettings):
     retries: int = Field(default=2, ge=0, description="Re-asks of a malformed rubric or verdict.")
     retry_temperature: float = Field(default=0.7, ge=0.0, description="Sampling temperature of re-asks.")
     request_timeout_s: float = 300.0
+    structured_output: bool = Field(
+        default=True, description="Request json_schema output from the LLM endpoint (off: schema in the prompt)."
+    )
     allow_request_endpoints: bool = Field(
         default=True,
         description="Call the teacher endpoints (rubric_writer, scorer) a grade request names; "

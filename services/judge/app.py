@@ -31,6 +31,7 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
             settings.llm_api_key,
             settings.request_timeout_s,
             settings.max_parallel,
+            settings.structured_output,
         )
         app.state.grader = Grader(
             llm, settings.retries, settings.retry_temperature, allow_endpoints=settings.allow_request_endpoints
@@ -59,6 +60,6 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
 
     @app.get("/v1/stats")
     async def stats(grader: Annotated[Grader, Depends(get_grader)]) -> dict[str, object]:
-        return dict(grader.stats.__dict__)
+        return grader.stats.as_dict()
 
     return app

@@ -1,34 +1,24 @@
-"""Grade a group: write the rubric when none is given, then rate every answer on every criterion."""
+"""Grade a group: write the rubric when none is given, then rate every answer on every criterion.
+
+Programmatic criteria are graded exactly; the rest by the LLM scorer, all at once or one criterion
+per call. Identical answers in a group are graded once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 
-from pydantic import ValidationError
-
-from services.judge import prompts
-from services.judge.scoring import weighted_score
+from services.judge import scoring
+from services.judge.rubric_writer import RubricError, write_rubric
+from services.judge.stats import JudgeStats
+from services.judge.verdicts import LLMScorer
 from shared.checks import grade_programmatic
 from shared.clients.llm import ChatClient
 from shared.schemas import AnswerGrade, Criterion, GradeRequest, GradeResponse, ModelEndpoint, Rubric, Verdict
 
 log = logging.getLogger(__name__)
-BACKEND = "llm+programmatic"
-
-
-class RubricError(Exception):
-    """The rubric writer gave no usable rubric within its retries."""
-
-
-@dataclass
-class JudgeStats:
-    groups: int = 0
-    rubric_retries: int = 0
-    verdict_retries: int = 0
-    ungradeable: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
+__all__ = ["EndpointRefused", "Grader", "RubricError"]
 
 
 class EndpointRefused(Exception):
@@ -70,104 +60,63 @@ class Grader:
     async def aclose(self) -> None:
         await asyncio.gather(self.llm.aclose(), *(c.aclose() for c in self._teachers.values()))
 
-    def _temperature(self, attempt: int) -> float:
-        """Greedy first, as the method grades; a retry samples, or it would repeat the same failure."""
-        return 0.0 if attempt == 0 else self.retry_temperature
-
     async def grade(self, request: GradeRequest) -> GradeResponse:
         self.stats.groups += 1
-        writer, scorer = self.client(request.rubric_writer), self.client(request.scorer)
-        rubric = request.rubric or await self.write_rubric(request, writer)
-        criteria = _merge(rubric.criteria, request.extra_criteria)
-        grades = await asyncio.gather(
-            *(self.grade_answer(request.task, criteria, a, scorer, request.judge_guidance) for a in request.answers)
+        writer, scorer_llm = self.client(request.rubric_writer), self.client(request.scorer)
+        written = request.rubric or await write_rubric(
+            writer, request, self.retries, self.retry_temperature, self.stats, self.spread
         )
-        return GradeResponse(rubric=Rubric(criteria=criteria), grades=list(grades), backend=BACKEND)
-
-    async def write_rubric(self, request: GradeRequest, llm: ChatClient) -> Rubric:
-        samples = prompts.answer_spread(request.answers, self.spread)
-        messages = prompts.rubric_messages(
-            request.document, request.task, request.reference, samples, request.rubric_guidance
-        )
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.rubric_retries += 1
-            data, raw = await llm.json_chat(
-                messages, prompts.rubric_schema(), prompts.rubric_token_bound(), self._temperature(attempt)
-            )
-            try:
-                rubric = Rubric.model_validate(data)
-            except ValidationError as exc:
-                log.info("rubric attempt %d unusable: %s | %.200s", attempt + 1, exc.error_count(), raw)
-                continue
-            if len(rubric.criteria) <= 5:
-                return Rubric(criteria=_dedupe(rubric.criteria))
-            log.info("rubric attempt %d has %d criteria (max 5)", attempt + 1, len(rubric.criteria))
-        raise RubricError(f"no valid rubric after {self.retries + 1} attempts")
-
-    async def grade_answer(
-        self, task: str, criteria: list[Criterion], answer: str, llm: ChatClient, guidance: str = ""
-    ) -> AnswerGrade:
-        verdicts = [grade_programmatic(c, answer) for c in criteria if c.programmatic]
-        judged = [c for c in criteria if not c.programmatic]
+        rubric = Rubric(format=written.format, criteria=merge(written, request.extra_criteria))
+        scorer = LLMScorer(scorer_llm, self.retries, self.retry_temperature, self.stats)
+        unique = list(dict.fromkeys(request.answers))
+        judged = sum(1 for c in rubric.criteria if not c.programmatic)
+        self.stats.deduplicated += (len(request.answers) - len(unique)) * judged
+        graded = await asyncio.gather(*(self.grade_answer(request, rubric, a, scorer) for a in unique))
+        by_answer = dict(zip(unique, graded, strict=True))
+        backends = ["programmatic"] if judged < len(rubric.criteria) else []
         if judged:
-            llm_verdicts = await self._llm_verdicts(task, judged, answer, llm, guidance)
+            backends.insert(0, f"llm:{scorer_llm.model}")
+        return GradeResponse(rubric=rubric, grades=[by_answer[a] for a in request.answers], backend="+".join(backends))
+
+    async def grade_answer(self, request: GradeRequest, rubric: Rubric, answer: str, scorer: LLMScorer) -> AnswerGrade:
+        verdicts = [grade_programmatic(c, answer) for c in rubric.criteria if c.programmatic]
+        judged = [c for c in rubric.criteria if not c.programmatic]
+        if judged:
+            llm_verdicts = await self._llm_verdicts(request, rubric, judged, answer, scorer)
             if llm_verdicts is None:
                 self.stats.ungradeable += 1
                 return AnswerGrade(verdicts=verdicts, score=None, valid=False, error="ungradeable verdict")
             verdicts += llm_verdicts
-        return AnswerGrade(verdicts=verdicts, score=weighted_score(criteria, verdicts))
+        by_name = {v.criterion: v for v in verdicts}
+        ordered = [by_name[c.name] for c in rubric.criteria]
+        return AnswerGrade(verdicts=ordered, score=scoring.score(rubric.format, rubric.criteria, ordered))
 
     async def _llm_verdicts(
-        self, task: str, criteria: list[Criterion], answer: str, llm: ChatClient, guidance: str
+        self, request: GradeRequest, rubric: Rubric, judged: list[Criterion], answer: str, scorer: LLMScorer
     ) -> list[Verdict] | None:
-        messages = prompts.score_messages(task, criteria, answer, guidance)
-        schema = prompts.verdict_schema(len(criteria))
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self.stats.verdict_retries += 1
-            data, _ = await llm.json_chat(
-                messages, schema, prompts.verdict_token_bound(len(criteria)), self._temperature(attempt)
-            )
-            verdicts = _read_verdicts(data, criteria)
-            if verdicts is not None:
-                return verdicts
-        return None
-
-
-def _read_verdicts(data: dict[str, object] | None, criteria: list[Criterion]) -> list[Verdict] | None:
-    if data is None:
-        return None
-    verdicts = []
-    for i, criterion in enumerate(criteria, start=1):
-        item = data.get(f"criterion_{i}")
-        if not isinstance(item, dict):
+        guidance, fmt = request.judge_guidance, rubric.format
+        if request.grading == "all_at_once":
+            return await scorer.rate(request.task, judged, answer, guidance, fmt)
+        each = await asyncio.gather(*(scorer.rate(request.task, [c], answer, guidance, fmt) for c in judged))
+        if any(v is None for v in each):
             return None
-        try:
-            verdicts.append(
-                Verdict(criterion=criterion.name, rating=item.get("rating"), reason=str(item.get("reason", "")))
-            )
-        except ValidationError:
-            return None
-    return verdicts
+        return [v for verdicts in each for v in verdicts or []]
 
 
-def _dedupe(criteria: list[Criterion]) -> list[Criterion]:
-    """Verdicts are keyed by name, so a repeated name gets a numeric suffix."""
-    seen: dict[str, int] = {}
-    out = []
-    for c in criteria:
-        seen[c.name] = seen.get(c.name, 0) + 1
-        out.append(c if seen[c.name] == 1 else c.model_copy(update={"name": f"{c.name} ({seen[c.name]})"}))
-    return out
+def merge(rubric: Rubric, extra: list[Criterion]) -> list[Criterion]:
+    """Extra criteria follow the rubric's; a clashing name gets a suffix so verdicts stay keyed.
 
-
-def _merge(rubric: list[Criterion], extra: list[Criterion]) -> list[Criterion]:
-    """Extra criteria follow the rubric's; a clashing name gets a suffix so verdicts stay keyed."""
-    names = {c.name for c in rubric}
-    merged = list(rubric)
+    In a healthbench rubric an extra criterion without points is worth its weight in points.
+    """
+    names = {c.name for c in rubric.criteria}
+    merged = list(rubric.criteria)
     for c in extra:
         name = c.name if c.name not in names else f"{c.name} (extra)"
         names.add(name)
-        merged.append(c.model_copy(update={"name": name}))
+        update: dict[str, object] = {"name": name}
+        if rubric.format == "healthbench" and c.points is None:
+            update["points"] = c.weight
+        elif rubric.format == "pop":
+            update["points"] = None
+        merged.append(c.model_copy(update=update))
     return merged

@@ -1,28 +1,34 @@
-"""Prompt shapes and JSON schemas of the two LLM judge calls (rubric writing, scoring)."""
+"""Prompt shapes (Jinja templates in ``templates/``) and JSON schemas of the judge's LLM calls."""
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from typing import Any
 
-from shared.schemas import ChatMessage, Criterion
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 
-RUBRIC_SYSTEM = (
-    "You write grading rubrics. From the source document, write 1 to 5 atomic, discriminative, "
-    "task-specific criteria. Each criterion has a short name, a description of what a good answer "
-    "does, the gold fact from the document that a good answer must contain, and a weight from 1 "
-    "(minor) to 5 (essential). Prefer criteria that separate the sample answers from one another."
-)
-
-SCORE_SYSTEM = (
-    "You grade an answer against a rubric. For every criterion, rate 0 if the answer misses the "
-    "gold fact or contradicts it, 1 if it is partly there, 2 if it matches the gold fact. Give a "
-    "one-sentence reason for each rating."
-)
-
+from shared.schemas import ChatMessage, Criterion, RubricFormat
 
 NAME_CHARS, TEXT_CHARS, REASON_CHARS, MAX_CRITERIA = 48, 160, 120, 5
 # Per-object overhead of keys, quotes and punctuation in compact JSON, in characters.
 _OVERHEAD = 64
+_TEMPLATES = Path(__file__).parent / "templates"
+
+
+@cache
+def template(name: str) -> Template:
+    env = Environment(loader=FileSystemLoader(_TEMPLATES), undefined=StrictUndefined, keep_trailing_newline=False)
+    return env.get_template(name)
+
+
+def render(name: str, **values: Any) -> str:
+    return template(name).render(**values).strip()
+
+
+RUBRIC_SYSTEM = render("rubric_system.jinja", max_criteria=MAX_CRITERIA, guidance="")
+SCORE_SYSTEM = render("score_pop_system.jinja", guidance="")
+HEALTHBENCH_SYSTEM = render("score_healthbench_system.jinja", guidance="")
 
 
 def rubric_token_bound(max_criteria: int = MAX_CRITERIA) -> int:
@@ -54,24 +60,18 @@ def rubric_schema(max_criteria: int = MAX_CRITERIA) -> dict[str, Any]:
     }
 
 
-def verdict_schema(count: int) -> dict[str, Any]:
+def verdict_schema(count: int, rubric_format: RubricFormat = "pop") -> dict[str, Any]:
     """One numbered property per criterion, so the reply's shape pins every criterion down."""
+    decision = {"type": "boolean"} if rubric_format == "healthbench" else {"type": "integer", "enum": [0, 1, 2]}
+    key = "met" if rubric_format == "healthbench" else "rating"
     item = {
         "type": "object",
-        "properties": {
-            "rating": {"type": "integer", "enum": [0, 1, 2]},
-            "reason": {"type": "string", "maxLength": REASON_CHARS},
-        },
-        "required": ["rating", "reason"],
+        "properties": {key: decision, "reason": {"type": "string", "maxLength": REASON_CHARS}},
+        "required": [key, "reason"],
         "additionalProperties": False,
     }
     keys = [f"criterion_{i}" for i in range(1, count + 1)]
-    return {
-        "type": "object",
-        "properties": dict.fromkeys(keys, item),
-        "required": keys,
-        "additionalProperties": False,
-    }
+    return {"type": "object", "properties": dict.fromkeys(keys, item), "required": keys, "additionalProperties": False}
 
 
 def answer_spread(answers: list[str], size: int) -> list[str]:
@@ -83,26 +83,18 @@ def answer_spread(answers: list[str], size: int) -> list[str]:
     return [ordered[round(i * step)] for i in range(size)]
 
 
-def _brief(system: str, guidance: str) -> str:
-    return f"{system}\n\n{guidance.strip()}" if guidance.strip() else system
-
-
 def rubric_messages(
     document: str, task: str, reference: str, samples: list[str], guidance: str = ""
 ) -> list[ChatMessage]:
-    shown = "\n\n".join(f"[Answer {i}]\n{a}" for i, a in enumerate(samples, start=1))
-    user = (
-        f"Document:\n{document}\n\nTask:\n{task}\n\nReference answer:\n{reference}\n\n"
-        f"Sample answers:\n{shown}\n\nWrite the rubric as JSON."
-    )
-    return [ChatMessage(role="system", content=_brief(RUBRIC_SYSTEM, guidance)), ChatMessage(role="user", content=user)]
+    system = render("rubric_system.jinja", max_criteria=MAX_CRITERIA, guidance=guidance.strip())
+    user = render("rubric_user.jinja", document=document, task=task, reference=reference, samples=samples)
+    return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]
 
 
-def score_messages(task: str, criteria: list[Criterion], answer: str, guidance: str = "") -> list[ChatMessage]:
+def score_messages(
+    task: str, criteria: list[Criterion], answer: str, guidance: str = "", rubric_format: RubricFormat = "pop"
+) -> list[ChatMessage]:
     """The scorer never sees the document: it reaches the scorer only through the gold facts."""
-    listed = "\n".join(
-        f"criterion_{i}: {c.name} (weight {c.weight}) - {c.description} Gold: {c.gold}"
-        for i, c in enumerate(criteria, start=1)
-    )
-    user = f"Task:\n{task}\n\nRubric:\n{listed}\n\nAnswer:\n{answer}\n\nRate every criterion as JSON."
-    return [ChatMessage(role="system", content=_brief(SCORE_SYSTEM, guidance)), ChatMessage(role="user", content=user)]
+    system = render(f"score_{rubric_format}_system.jinja", guidance=guidance.strip())
+    user = render("score_user.jinja", task=task, criteria=criteria, answer=answer)
+    return [ChatMessage(role="system", content=system), ChatMessage(role="user", content=user)]

@@ -194,6 +194,7 @@ class RunProducer:
             judge_guidance=task_type.judge_guidance,
             rubric_writer=self.roles.rubric_writer,
             scorer=self.roles.scorer,
+            grading=self.run.config.judge.grading,
         )
 
     async def _made(self, group: EpisodeGroup) -> None:

@@ -7,6 +7,10 @@ from shared.schemas import GradeRequest, GradeResponse
 
 
 class JudgeClient(ServiceClient):
+    async def healthz(self) -> dict[str, object]:
+        body = (await self.request("GET", "/healthz")).json()
+        return body if isinstance(body, dict) else {}
+
     async def grade(self, request: GradeRequest) -> GradeResponse:
         response = await self.request("POST", "/v1/grade", json=request.model_dump(mode="json"))
         return GradeResponse.model_validate(response.json())

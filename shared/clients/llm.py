@@ -35,6 +35,11 @@ def parse_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
+def _refuses_structured_output(exc: BadRequestError) -> bool:
+    text = str(exc).lower()
+    return any(k in text for k in ("response_format", "json_schema", "structured output", "guided"))
+
+
 @dataclass
 class Sampled:
     """Completions plus the exact prompt token ids the generator saw."""
@@ -51,8 +56,11 @@ class ChatClient:
         api_key: str = "EMPTY",
         timeout_s: float = 300.0,
         max_parallel: int = 8,
+        structured: bool = True,
     ) -> None:
         self.model, self.max_parallel = model, max_parallel
+        self.structured = structured
+        """Ask for ``json_schema`` output; turned off for good when the endpoint refuses it."""
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
         self._slots = asyncio.Semaphore(max_parallel)
         # Typed loosely on purpose: vLLM extensions (return_token_ids, ...) are not in openai's types.
@@ -73,23 +81,41 @@ class ChatClient:
             try:
                 response = await self._json_call(messages, schema, max_tokens, temperature)
             except BadRequestError as exc:
+                if self.structured and _refuses_structured_output(exc):
+                    log.warning("%s does not take json_schema output; asking in the prompt from now on", self.model)
+                    self.structured = False
+                    return await self._unstructured_retry(messages, schema, max_tokens, temperature)
                 log.warning("endpoint refused a structured request: %s", exc)
                 return None, str(exc)
+        text = response.choices[0].message.content or ""
+        return parse_json_object(text), text
+
+    async def _unstructured_retry(
+        self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float
+    ) -> tuple[dict[str, Any] | None, str]:
+        try:
+            response = await self._json_call(messages, schema, max_tokens, temperature)
+        except BadRequestError as exc:
+            return None, str(exc)
         text = response.choices[0].message.content or ""
         return parse_json_object(text), text
 
     async def _json_call(
         self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float
     ) -> Any:
-        return await self._completions.create(
-            model=self.model,
-            messages=[m.model_dump() for m in messages],
-            max_tokens=max_tokens,
-            temperature=temperature,
-            response_format={
+        """With ``json_schema`` output where the endpoint takes it; else the schema goes in the prompt."""
+        payload = [m.model_dump() for m in messages]
+        extra: dict[str, Any] = {}
+        if self.structured:
+            extra["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "output", "schema": schema, "strict": True},
-            },
+            }
+        else:
+            hint = f"\n\nReply with one JSON object only, matching this JSON schema:\n{json.dumps(schema)}"
+            payload[-1] = {**payload[-1], "content": payload[-1]["content"] + hint}
+        return await self._completions.create(
+            model=self.model, messages=payload, max_tokens=max_tokens, temperature=temperature, **extra
         )
 
     @classmethod
@@ -102,7 +128,7 @@ class ChatClient:
                     f"environment variable {endpoint.api_key_env!r} (API key of {endpoint.model}) is unset"
                 )
             key = os.environ[endpoint.api_key_env]
-        return cls(endpoint.base_url, endpoint.model, key, timeout_s, max_parallel)
+        return cls(endpoint.base_url, endpoint.model, key, timeout_s, max_parallel, endpoint.structured_output)
 
     async def sample(
         self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float, with_tokens: bool = True

@@ -157,3 +157,9 @@ async def test_synthesis_counts_and_metrics_are_exposed(api: httpx.AsyncClient, 
     assert f'pop_step_metric{{metric="answer_distinct_2",run_id="{run_id}"}} 0.4' in text
     assert f'pop_run_mean_score{{run_id="{run_id}"}} 1.25' in text
     assert f'pop_synthesis_diversity{{metric="task_distinct_2_recent",run_id="{run_id}"}} 0.75' in text
+
+
+async def test_a_run_whose_external_judge_is_down_is_refused(api: httpx.AsyncClient):
+    problem = assert_problem(await api.post("/v1/runs", json={"judge": {"url": "http://127.0.0.1:9"}}), 422)
+    assert problem["title"] == "Judge unusable" and "127.0.0.1:9" in str(problem["detail"])
+    assert (await api.get("/v1/runs")).json()["total"] == 0

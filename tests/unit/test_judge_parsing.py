@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from services.judge import prompts
-from services.judge.grader import _merge, _read_verdicts
+from services.judge.grader import merge
+from services.judge.rubric_writer import dedupe, out_of_bounds
+from services.judge.verdicts import read_verdicts
 from shared.clients.llm import parse_json_object
-from shared.schemas import Criterion, WordCountCheck
+from shared.schemas import Criterion, Rubric, WordCountCheck
 
 
 def test_parse_json_object_is_tolerant():
@@ -18,11 +20,41 @@ def test_parse_json_object_is_tolerant():
 
 def test_read_verdicts_needs_every_criterion_with_a_valid_rating():
     criteria = [Criterion(name="a"), Criterion(name="b")]
-    ok = _read_verdicts({"criterion_1": {"rating": 2, "reason": "r"}, "criterion_2": {"rating": 0}}, criteria)
-    assert ok is not None and [(v.criterion, v.rating) for v in ok] == [("a", 2), ("b", 0)]
-    assert _read_verdicts({"criterion_1": {"rating": 2}}, criteria) is None
-    assert _read_verdicts({"criterion_1": {"rating": 3}, "criterion_2": {"rating": 0}}, criteria) is None
-    assert _read_verdicts(None, criteria) is None
+
+    def read(data: dict[str, object] | None) -> list[tuple[str, int]] | None:
+        verdicts = read_verdicts(data, criteria, "pop", "llm:m")
+        return None if verdicts is None else [(v.criterion, v.rating) for v in verdicts]
+
+    assert read({"criterion_1": {"rating": 2, "reason": "r"}, "criterion_2": {"rating": 0}}) == [("a", 2), ("b", 0)]
+    assert read({"criterion_1": {"rating": 2}}) is None
+    assert read({"criterion_1": {"rating": 3}, "criterion_2": {"rating": 0}}) is None
+    assert read({"criterion_1": {"rating": True}, "criterion_2": {"rating": 0}}) is None
+    assert read(None) is None
+
+
+def test_healthbench_verdicts_are_met_or_not():
+    criteria = [Criterion(name="a", points=5), Criterion(name="b", points=-2)]
+    verdicts = read_verdicts(
+        {"criterion_1": {"met": True, "reason": "r"}, "criterion_2": {"met": False}}, criteria, "healthbench", "llm:m"
+    )
+    assert verdicts is not None and [(v.met, v.rating, v.backend) for v in verdicts] == [
+        (True, 2, "llm:m"),
+        (False, 0, "llm:m"),
+    ]
+    assert (
+        read_verdicts({"criterion_1": {"met": 1}, "criterion_2": {"met": False}}, criteria, "healthbench", "m") is None
+    )
+
+
+def test_written_rubrics_out_of_bounds_are_named():
+    good = {"name": "n", "description": "d", "gold": "g", "weight": 3}
+    assert out_of_bounds({"criteria": [good]}) is None
+    assert out_of_bounds(None) == "unparseable"
+    assert out_of_bounds({"criteria": []}) == "criteria_count"
+    assert out_of_bounds({"criteria": [good] * 6}) == "criteria_count"
+    assert out_of_bounds({"criteria": [{**good, "gold": " "}]}) == "empty_gold"
+    assert out_of_bounds({"criteria": [{**good, "weight": 9}]}) == "weight_out_of_range"
+    assert out_of_bounds({"criteria": [{**good, "name": ""}]}) == "unnamed_criterion"
 
 
 def test_answer_spread_is_sorted_by_length_and_evenly_spaced():
@@ -32,11 +64,13 @@ def test_answer_spread_is_sorted_by_length_and_evenly_spaced():
 
 
 def test_extra_criteria_are_appended_and_never_clash():
-    rubric = [Criterion(name="brief")]
-    extra = [Criterion(name="brief", check=WordCountCheck(max_words=5))]
-    merged = _merge(rubric, extra)
+    rubric = Rubric(criteria=[Criterion(name="brief")])
+    extra = [Criterion(name="brief", weight=2, check=WordCountCheck(max_words=5))]
+    merged = merge(rubric, extra)
     assert [c.name for c in merged] == ["brief", "brief (extra)"]
     assert merged[1].programmatic
+    healthbench = Rubric(format="healthbench", criteria=[Criterion(name="a", points=5)])
+    assert merge(healthbench, extra)[1].points == 2  # worth its weight
 
 
 def test_verdict_schema_pins_every_criterion():
@@ -52,7 +86,5 @@ def test_scorer_prompt_never_contains_the_document():
 
 
 def test_repeated_criterion_names_get_suffixes():
-    from services.judge.grader import _dedupe
-
-    names = [c.name for c in _dedupe([Criterion(name="a"), Criterion(name="a"), Criterion(name="b")])]
+    names = [c.name for c in dedupe([Criterion(name="a"), Criterion(name="a"), Criterion(name="b")])]
     assert names == ["a", "a (2)", "b"]

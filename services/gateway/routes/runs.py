@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import httpx
 import yaml
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
@@ -20,13 +21,17 @@ from shared.api import (
     RunStatus,
     StepReport,
 )
+from shared.clients.http import ServiceError
+from shared.clients.judge import JudgeClient
 from shared.config import RunConfig
 from shared.problems import ProblemError
+from shared.schemas import SCHEMA_VERSION
 from shared.synthesis import SynthesisLedger, SynthesisRead
 from shared.tasktypes import TaskTypeError, load_task_types
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+JUDGE_CHECK_TIMEOUT_S = 10.0
 
 RUN_CONFIG_BODY = {
     "requestBody": {
@@ -61,10 +66,27 @@ async def _read_config(request: Request) -> RunConfig:
     return config
 
 
+async def _check_judge(url: str) -> None:
+    """An external judge must answer its health check and speak our schema version, before the run exists."""
+    judge = JudgeClient(url, timeout_s=JUDGE_CHECK_TIMEOUT_S)
+    try:
+        health = await judge.healthz()
+    except (httpx.HTTPError, ServiceError) as exc:
+        raise ProblemError(422, "Judge unusable", f"judge.url {url}: health check failed: {exc!r}") from exc
+    finally:
+        await judge.aclose()
+    version = health.get("schema_version")
+    if version != SCHEMA_VERSION:
+        detail = f"judge.url {url} speaks schema version {version!r}; this deployment speaks {SCHEMA_VERSION!r}"
+        raise ProblemError(422, "Judge unusable", detail)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RunRead, openapi_extra=RUN_CONFIG_BODY)
 async def create_run(request: Request, session: SessionDep) -> RunRead:
     """Launch a run: a trainer claims it and producers start feeding it."""
     config = await _read_config(request)
+    if config.judge.url:
+        await _check_judge(config.judge.url)
     return store.to_read(await store.create_run(session, config))
 
 
