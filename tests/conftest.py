@@ -12,11 +12,33 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.processes import minimal_judge, tiny_generator
+
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--judge-url",
+        default=None,
+        help="Run tests/judge_conformance against this judge instead of the built-in and minimal ones.",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with tiny_generator(tmp_path_factory.mktemp("tiny-generator")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def minimal_judge_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with minimal_judge(tmp_path_factory.mktemp("minimal-judge")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session", autouse=True)

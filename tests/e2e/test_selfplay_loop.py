@@ -29,6 +29,7 @@ from shared.schemas import EpisodeGroup
 from shared.streams import GROUP, stream_key
 from shared.tasktypes import load_task_types
 from tests.e2e.proxy import RecordingProxy
+from tests.processes import minimal_judge
 
 pytestmark = pytest.mark.e2e
 
@@ -332,3 +333,23 @@ def test_a_run_the_producer_cannot_feed_fails_with_the_reason(stack: LocalStack,
         time.sleep(0.5)
     assert run["status"] == "failed" and "no-such-corpus.jsonl" in run["error"], run
     assert stack.alive() == dict.fromkeys(stack.alive(), True)  # every service lives on
+
+
+def test_an_external_judge_grades_a_real_run(stack: LocalStack, minimal_judge_url: str, redis_url: str, tmp_path: Path):
+    """The run config names a third-party judge by URL; the gateway checks it, the producer uses it."""
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["judge"]["url"] = minimal_judge_url
+    config["trainer"]["max_steps"] = 1
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    _, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+    assert run["status"] == "completed" and run["step"] == 1, run.get("error")
+    groups, info = asyncio.run(stream_state(redis_url, run["id"]))
+    assert groups and info["pending"] == 0
+    backends = {v.backend for g in groups for e in g.episodes for v in e.verdicts}
+    assert backends == {"minimal-overlap"}
+
+    with minimal_judge(tmp_path, schema_version="0") as outdated:
+        config["judge"]["url"] = outdated
+        refused = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert refused.status_code == 422 and "schema version '0'" in refused.json()["detail"]

@@ -1,0 +1,88 @@
+"""Start a real service as a child process for the tests, and stop it afterwards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from cli.stack import free_port
+
+
+@contextmanager
+def service_process(
+    argv: list[str], env: dict[str, str], ready_url: str, log: Path, timeout_s: float = 600.0
+) -> Iterator[None]:
+    """Run ``argv`` until the block ends; ready once ``ready_url`` answers 200."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{argv} exited with {proc.returncode}; see {log}")
+            try:
+                if httpx.get(ready_url, timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{argv} not ready after {timeout_s:.0f}s; see {log}")
+            time.sleep(0.5)
+        yield
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@contextmanager
+def tiny_generator(log_dir: Path) -> Iterator[str]:
+    """The vLLM generator on the tiny model: a real OpenAI-compatible endpoint that writes noise."""
+    port = free_port()
+    env = {
+        "POP_GENERATOR_PORT": str(port),
+        "POP_GENERATOR_MODEL": "pop/tiny",
+        "POP_GENERATOR_DTYPE": "float32",
+        "POP_GENERATOR_MAX_MODEL_LEN": "4096",
+        "HF_HUB_OFFLINE": "1",
+    }
+    url = f"http://127.0.0.1:{port}"
+    with service_process(
+        [sys.executable, "-m", "services.generator"], env, f"{url}/v1/policy", log_dir / "generator.log"
+    ):
+        yield url
+
+
+@contextmanager
+def builtin_judge(llm_base_url: str, log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {"POP_JUDGE_PORT": str(port), "POP_JUDGE_LLM_BASE_URL": llm_base_url}
+    url = f"http://127.0.0.1:{port}"
+    with service_process([sys.executable, "-m", "services.judge"], env, f"{url}/healthz", log_dir / "judge.log"):
+        yield url
+
+
+@contextmanager
+def minimal_judge(log_dir: Path, schema_version: str | None = None) -> Iterator[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.judge_conformance.minimal_judge", "--port", str(port)]
+    if schema_version is not None:
+        argv += ["--schema-version", schema_version]
+    url = f"http://127.0.0.1:{port}"
+    with service_process(argv, {}, f"{url}/healthz", log_dir / f"minimal-judge-{port}.log", timeout_s=60):
+        yield url
