@@ -25,6 +25,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_http(proc: subprocess.Popen[bytes], url: str, timeout_s: float, name: str, log: Path) -> None:
+    """Until ``url`` answers 200; an exited process or the deadline raises, naming the log to read."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{name} not ready after {timeout_s:.0f}s; see {log}")
+
+
 @dataclass
 class StackOptions:
     home: Path = Path(".pop")
@@ -83,18 +98,7 @@ class LocalStack:
         )
 
     def _wait_http(self, name: str, url: str) -> None:
-        deadline = time.monotonic() + self.o.start_timeout_s
-        while time.monotonic() < deadline:
-            proc = self.procs[name]
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.logs / name}.log")
-            try:
-                if httpx.get(url, timeout=2.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{name} not ready after {self.o.start_timeout_s:.0f}s; see {self.logs / name}.log")
+        wait_http(self.procs[name], url, self.o.start_timeout_s, name, self.logs / f"{name}.log")
 
     def _start_redis(self) -> None:
         if self.redis_url:

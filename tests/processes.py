@@ -6,14 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from cli.stack import free_port
+from cli.stack import free_port, wait_http
 
 
 @contextmanager
@@ -27,18 +24,7 @@ def service_process(
             argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{argv} exited with {proc.returncode}; see {log}")
-            try:
-                if httpx.get(ready_url, timeout=2.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{argv} not ready after {timeout_s:.0f}s; see {log}")
-            time.sleep(0.5)
+        wait_http(proc, ready_url, timeout_s, log.stem, log)
         yield
     finally:
         if proc.poll() is None:
