@@ -353,3 +353,31 @@ def test_an_external_judge_grades_a_real_run(stack: LocalStack, minimal_judge_ur
         config["judge"]["url"] = outdated
         refused = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert refused.status_code == 422 and "schema version '0'" in refused.json()["detail"]
+
+
+def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
+    """A scorer without structured output (the tiny model then writes noise): every verdict is
+    ungradeable, every group is filtered for it, and the run keeps running until it is stopped."""
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    noisy = {"base_url": f"{stack.generator_url}/v1", "model": "policy", "structured_output": False}
+    config["roles"] = {"scorer": noisy}
+    config["judge"]["extra_criteria"] = []
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    before = httpx.get(f"{stack.judge_url}/v1/stats", timeout=10).json()
+    deadline, synthesis = time.monotonic() + 300, {}
+    while time.monotonic() < deadline:
+        synthesis = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/synthesis", timeout=10).json()
+        if synthesis["filtered"].get("too_few_valid_answers", 0) >= 2:
+            break
+        time.sleep(1.0)
+    run = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()
+    stats = httpx.get(f"{stack.judge_url}/v1/stats", timeout=10).json()
+    stopped = httpx.post(f"{stack.gateway_url}/v1/runs/{run_id}/stop", timeout=10)
+    assert synthesis["filtered"].get("too_few_valid_answers", 0) >= 2, synthesis
+    assert synthesis["groups"] == 0 and run["status"] == "running" and run["step"] == 0
+    assert stats["ungradeable"] - before["ungradeable"] >= 2 * 4  # a filtered group: every answer ungradeable
+    assert stats["verdict_retries"] > before["verdict_retries"]
+    assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
+    assert all(stack.alive().values())
