@@ -119,6 +119,11 @@ class GRPOConfig(ConfigModel):
     """PPO clip range of the importance ratio against the behaviour policy's log-probs."""
     scale_rewards: bool = True
     """Divide advantages by the group's reward std (GRPO); False keeps mean-centring only (Dr. GRPO)."""
+    loss_type: Literal["grpo", "dapo", "dr_grpo"] = "grpo"
+    """Token averaging: ``grpo`` per sequence then over sequences; ``dapo`` over all tokens of the batch;
+    ``dr_grpo`` token sum over batch size × the answer budget (no length bias)."""
+    kl_beta: float = Field(default=0.0, ge=0.0)
+    """Weight of the KL penalty to the frozen starting policy (k3 estimator); 0 keeps no reference copy."""
 
 
 Algorithm = Annotated[DPOConfig | GRPOConfig, Field(discriminator="name")]

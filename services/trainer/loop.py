@@ -47,7 +47,8 @@ class RunTrainer:
 
     async def train(self) -> None:
         try:
-            self.policy = await asyncio.to_thread(Policy, self.run.config.model, self.cfg)
+            answer_tokens = self.run.config.selfplay.max_answer_tokens
+            self.policy = await asyncio.to_thread(Policy, self.run.config.model, self.cfg, answer_tokens)
             await self.stream.ensure_group()
             while self.step < self.cfg.max_steps:
                 await self._one_step(self.policy)

@@ -9,6 +9,7 @@ objectives are written out here, as TRL defines them (sigmoid DPO; GRPO's clippe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,14 +52,45 @@ def dpo_loss(
     return loss, margin
 
 
+GRPOLossType = Literal["grpo", "dapo", "dr_grpo"]
+
+
+def reduce_tokens(
+    per_token: torch.Tensor, mask: torch.Tensor, loss_type: GRPOLossType, norm_tokens: int
+) -> torch.Tensor:
+    """How per-token losses become one number, as TRL's ``loss_type`` defines it.
+
+    ``grpo``: mean over each sequence's tokens, then over sequences (short answers weigh more per token).
+    ``dapo``: mean over every token of the batch (token-level; DAPO).
+    ``dr_grpo``: sum over tokens divided by batch size × a constant length (Dr. GRPO; no length bias).
+    """
+    masked = per_token * mask
+    if loss_type == "grpo":
+        return (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)).mean()
+    if loss_type == "dapo":
+        return masked.sum() / mask.sum().clamp(min=1.0)
+    return masked.sum() / (per_token.shape[0] * max(norm_tokens, 1))
+
+
+def k3_kl(new_logps: torch.Tensor, ref_logps: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(π‖π_ref) estimate exp(r - n) - (r - n) - 1 (Schulman's k3, as TRL uses): ≥ 0, unbiased."""
+    delta = ref_logps - new_logps
+    return torch.exp(delta) - delta - 1
+
+
 def grpo_loss(
     new_logps: torch.Tensor,
     old_logps: torch.Tensor,
     advantages: torch.Tensor,
     mask: torch.Tensor,
     clip_eps: float,
+    loss_type: GRPOLossType = "grpo",
+    ref_logps: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+    norm_tokens: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO-clipped surrogate, averaged per sequence then over the batch; also the clipped fraction.
+    """PPO-clipped surrogate (plus β·KL to the reference when given), reduced per ``loss_type``;
+    also the clipped fraction.
 
     ``old_logps`` are the behaviour policy's (the generator's) per-token log-probs, so the ratio
     corrects for the policy having moved since the answers were sampled.
@@ -68,7 +100,8 @@ def grpo_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * adv
     per_token = -torch.min(unclipped, clipped)
-    tokens = mask.sum(dim=1).clamp(min=1.0)
-    loss = ((per_token * mask).sum(dim=1) / tokens).mean()
+    if ref_logps is not None and kl_beta > 0:
+        per_token = per_token + kl_beta * k3_kl(new_logps, ref_logps)
+    loss = reduce_tokens(per_token, mask, loss_type, norm_tokens)
     was_clipped = ((unclipped > clipped).float() * mask).sum() / mask.sum().clamp(min=1.0)
     return loss, was_clipped.detach()

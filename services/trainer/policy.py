@@ -25,17 +25,18 @@ class UpdateResult:
 class Policy:
     """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
 
-    def __init__(self, model_name: str, cfg: TrainerConfig) -> None:
+    def __init__(self, model_name: str, cfg: TrainerConfig, answer_tokens: int = 160) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.cfg = cfg
+        self.cfg, self.answer_tokens = cfg, answer_tokens
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         path = resolve_model(model_name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         self.model: Any = model.to(self.device).train()
         self.reference: Any = None
-        if isinstance(cfg.algorithm, DPOConfig):
+        needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
+        if needs_reference:
             self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
@@ -106,10 +107,19 @@ class Policy:
             if len(e.completion.logprobs) == len(positions):
                 old[i, positions] = torch.tensor(e.completion.logprobs, dtype=old.dtype, device=old.device)
         advantages = torch.tensor([e.advantage or 0.0 for e in episodes], device=self.device)
-        loss, clip_fraction = losses.grpo_loss(logps, old, advantages, mask, algo.clip_eps)
-        kl_behaviour = float(((old - logps.detach()) * mask).sum() / mask.sum().clamp(min=1.0))
-        return loss, {
+        ref_logps = None
+        if algo.kl_beta > 0:
+            with torch.no_grad():
+                ref_logps, _ = self._logps(self.reference, episodes)
+        loss, clip_fraction = losses.grpo_loss(
+            logps, old, advantages, mask, algo.clip_eps, algo.loss_type, ref_logps, algo.kl_beta, self.answer_tokens
+        )
+        tokens = mask.sum().clamp(min=1.0)
+        metrics = {
             "episodes": float(len(episodes)),
             "clip_fraction": float(clip_fraction),
-            "kl_behaviour": kl_behaviour,
+            "kl_behaviour": float(((old - logps.detach()) * mask).sum() / tokens),
         }
+        if ref_logps is not None:
+            metrics["kl_reference"] = float((losses.k3_kl(logps.detach(), ref_logps) * mask).sum() / tokens)
+        return loss, metrics

@@ -47,7 +47,11 @@ def snapshot(policy: Policy) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in policy.model.state_dict().items()}
 
 
-@pytest.mark.parametrize("algorithm", [DPOConfig(beta=0.1), GRPOConfig(clip_eps=0.2)], ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    "algorithm",
+    [DPOConfig(beta=0.1), GRPOConfig(clip_eps=0.2), GRPOConfig(loss_type="dapo", kl_beta=0.05)],
+    ids=["dpo", "grpo", "grpo-dapo-kl"],
+)
 def test_update_changes_weights_and_checkpoint_round_trips(algorithm, tmp_path: Path):
     policy = Policy("pop/tiny", TrainerConfig(algorithm=algorithm, learning_rate=1e-3))
     groups = [make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=True) for _ in range(2)]
@@ -57,6 +61,8 @@ def test_update_changes_weights_and_checkpoint_round_trips(algorithm, tmp_path: 
     before = snapshot(policy)
     result = policy.update(groups)
     assert torch.isfinite(torch.tensor(result.loss))
+    if isinstance(algorithm, GRPOConfig) and algorithm.kl_beta:
+        assert result.metrics["kl_reference"] == pytest.approx(0.0, abs=1e-6)  # first step: still the reference
     changed = [k for k, v in policy.model.state_dict().items() if not torch.equal(v, before[k])]
     assert len(changed) > len(before) // 2, changed
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from services.trainer.losses import batch_inputs, dpo_loss, grpo_loss
+from services.trainer.losses import batch_inputs, dpo_loss, grpo_loss, k3_kl
 
 
 def test_dpo_loss_matches_hand_computation():
@@ -49,3 +49,31 @@ def test_batch_inputs_marks_completion_targets():
     assert attention.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
     # targets are ids[:, 1:]; completion tokens are predicted from the last prompt position on
     assert mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
+
+
+def test_grpo_token_averaging_variants_match_hand_computation():
+    # two answers at ratio 1: per-token loss is -A; answer 1 has 1 token (A=3), answer 2 has 3 tokens (A=-1)
+    mask = torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    logps = torch.zeros((2, 3))
+    adv = torch.tensor([3.0, -1.0])
+
+    def loss(loss_type: str, norm: int = 1) -> float:
+        value, _ = grpo_loss(logps, logps, adv, mask, 0.2, loss_type, norm_tokens=norm)  # type: ignore[arg-type]
+        return float(value)
+
+    assert loss("grpo") == pytest.approx(((-3.0) + (1.0)) / 2)  # per-sequence means, then mean: -1.0
+    assert loss("dapo") == pytest.approx((-3.0 + 1.0 + 1.0 + 1.0) / 4)  # over all 4 tokens: 0.0
+    assert loss("dr_grpo", norm=4) == pytest.approx((-3.0 + 3 * 1.0) / (2 * 4))  # sum / (batch × 4): 0.0
+    assert loss("dr_grpo", norm=2) == pytest.approx(0.0)
+
+
+def test_k3_kl_and_the_kl_penalty():
+    new = torch.log(torch.tensor([[0.5, 0.25]]))
+    ref = torch.log(torch.tensor([[0.25, 0.25]]))
+    # k3 = exp(r - n) - (r - n) - 1: token 1: 0.5 - ln(0.5) - 1 = ln 2 - 0.5; token 2: 0
+    assert k3_kl(new, ref).tolist()[0] == pytest.approx([math.log(2.0) - 0.5, 0.0])
+    assert float(k3_kl(ref, ref).abs().sum()) == 0.0
+    mask = torch.ones((1, 2))
+    plain, _ = grpo_loss(new, new, torch.tensor([1.0]), mask, 0.2)
+    with_kl, _ = grpo_loss(new, new, torch.tensor([1.0]), mask, 0.2, ref_logps=ref, kl_beta=0.1)
+    assert float(with_kl) - float(plain) == pytest.approx(0.1 * (math.log(2.0) - 0.5) / 2, rel=1e-5)  # float32
