@@ -131,6 +131,15 @@ class LocalStack:
         self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])
         self._spawn("trainer", [sys.executable, "-m", "services.trainer"])
 
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Kill one service outright (fault tests); ``respawn`` starts it again."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, sig)
+        proc.wait()
+
+    def respawn(self, name: str) -> None:
+        self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}
 

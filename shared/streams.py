@@ -55,13 +55,33 @@ class EpisodeStream:
         reply: Any = await self.redis.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count, block=block_ms)
         delivered: list[Delivered] = []
         for _, entries in reply or []:
-            for raw_id, fields in entries:
-                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-                payload = fields.get(FIELD.encode()) or fields.get(FIELD)
-                try:
-                    delivered.append(Delivered(entry_id, EpisodeGroup.model_validate_json(payload or b"")))
-                except ValidationError as exc:
-                    await self._dead_letter(entry_id, payload, str(exc))
+            delivered += await self._parse(entries)
+        return delivered
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int = 100) -> list[Delivered]:
+        """Entries delivered but never acknowledged (a trainer died mid-step), taken over by ``consumer``.
+
+        XAUTOCLAIM moves them to ``consumer`` without counting a new delivery, so ``entries-read``
+        keeps meaning "entries ever handed to the trainer".
+        """
+        delivered: list[Delivered] = []
+        cursor: Any = "0-0"
+        while True:
+            reply: Any = await self.redis.xautoclaim(self.key, GROUP, consumer, min_idle_ms, cursor, count=count)
+            cursor, entries = reply[0], reply[1]
+            delivered += await self._parse(entries)
+            if cursor in (b"0-0", "0-0"):
+                return delivered
+
+    async def _parse(self, entries: Any) -> list[Delivered]:
+        delivered: list[Delivered] = []
+        for raw_id, fields in entries or []:
+            entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            payload = (fields or {}).get(FIELD.encode()) or (fields or {}).get(FIELD)
+            try:
+                delivered.append(Delivered(entry_id, EpisodeGroup.model_validate_json(payload or b"")))
+            except ValidationError as exc:
+                await self._dead_letter(entry_id, payload, str(exc))
         return delivered
 
     async def _dead_letter(self, entry_id: str, payload: bytes | str | None, error: str) -> None:

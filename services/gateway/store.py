@@ -67,7 +67,15 @@ async def list_runs(
 
 
 async def claim_run(session: AsyncSession, trainer: str) -> RunRecord | None:
-    """Hand the oldest pending run to one trainer; the guarded UPDATE makes the claim exclusive."""
+    """A run the trainer already owns and was running (it restarted: resume it), else the oldest
+    pending run, taken exclusively by a guarded UPDATE."""
+    owned = await session.scalar(
+        select(RunRecord.id)
+        .where(RunRecord.status == RunStatus.running.value, RunRecord.trainer == trainer)
+        .order_by(RunRecord.created_at)
+    )
+    if owned is not None:
+        return await get_run(session, owned)
     candidates = await session.scalars(
         select(RunRecord.id).where(RunRecord.status == RunStatus.pending.value).order_by(RunRecord.created_at)
     )

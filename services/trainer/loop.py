@@ -21,13 +21,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.trainer.checkpoint import prune, save_checkpoint
 from services.trainer.policy import Policy
+from services.trainer.resume import resume, trainer_state
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
 from shared.clients.http import ServiceError
 from shared.diversity import group_metrics
 from shared.schemas import EpisodeGroup
 from shared.settings import TrainerSettings
-from shared.streams import EpisodeStream
+from shared.streams import Delivered, EpisodeStream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,12 +45,14 @@ class RunTrainer:
         self.counts: Counter[str] = Counter()
         self.version, self.step = run.policy_version, run.step
         self.policy: Policy | None = None
+        self.reclaimed: list[Delivered] = []
 
     async def train(self) -> None:
         try:
-            answer_tokens = self.run.config.selfplay.max_answer_tokens
-            self.policy = await asyncio.to_thread(Policy, self.run.config.model, self.cfg, answer_tokens)
             await self.stream.ensure_group()
+            resumed = await resume(self.run, self.settings, self.gateway, self.stream)
+            self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
+            self.counts, self.reclaimed = resumed.counts, resumed.reclaimed
             while self.step < self.cfg.max_steps:
                 await self._one_step(self.policy)
             await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.completed))
@@ -63,13 +66,20 @@ class RunTrainer:
             except Exception:  # the gateway may be down or the run already ended; the trainer lives on
                 log.exception("could not report the failure of run %s", self.run.id)
 
-    async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str]]:
-        """Read until ``groups_per_step`` fresh, informative groups are in hand."""
+    async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str], list[str]]:
+        """Read until ``groups_per_step`` fresh, informative groups are in hand: (groups, their entry
+        ids, ids of groups dropped on the way). Nothing is acknowledged here; the step does it, after
+        its checkpoint, so a crash re-delivers all of them and each is counted exactly once."""
         groups: list[EpisodeGroup] = []
         used: list[str] = []
+        dropped: list[str] = []
         while len(groups) < self.cfg.groups_per_step:
             try:
-                delivered = await self.stream.read(self.settings.consumer_name, 1, self.settings.read_block_ms)
+                delivered = (
+                    [self.reclaimed.pop(0)]
+                    if self.reclaimed
+                    else await self.stream.read(self.settings.consumer_name, 1, self.settings.read_block_ms)
+                )
             except (RedisTimeoutError, RedisConnectionError) as exc:
                 # A starved event loop or a Redis restart: nothing was acknowledged, so just read again.
                 self.counts["redis_retries"] += 1
@@ -80,49 +90,45 @@ class RunTrainer:
                 group = item.group
                 if group.policy_version < self.version - self.cfg.max_staleness:
                     self.counts["dropped_stale"] += 1
-                    await self.stream.ack([item.entry_id])
+                    dropped.append(item.entry_id)
                 elif not policy.usable(group):
                     self.counts["dropped_no_signal"] += 1
-                    await self.stream.ack([item.entry_id])
+                    dropped.append(item.entry_id)
                 else:
                     groups.append(group)
                     used.append(item.entry_id)
             if not delivered:
                 await self._check_running()
-        return groups, used
+        return groups, used, dropped
 
     async def _one_step(self, policy: Policy) -> None:
         started = time.perf_counter()
-        groups, entry_ids = await self.collect(policy)
+        groups, entry_ids, dropped_ids = await self.collect(policy)
         waited = time.perf_counter() - started
         result = await asyncio.to_thread(policy.update, groups)
         step, version = self.step + 1, self.version + 1
-        path, manifest = await asyncio.to_thread(
-            save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
-            self.run.id, version, step, self.run.config.model,
-        )  # fmt: skip
-        await self.stream.ack(entry_ids)
-        self.step, self.version = step, version
         self.counts["groups_trained"] += len(groups)
         rewards = [e.reward for g in groups for e in g.episodes if e.reward is not None]
         metrics = {
             **result.metrics,
             "groups": float(len(groups)),
             "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
-            "staleness_max": float(max(self.version - 1 - g.policy_version for g in groups)),
+            "staleness_max": float(max(self.version - g.policy_version for g in groups)),
             "wait_seconds": waited,
             **group_metrics(groups),
             "step_seconds": time.perf_counter() - started,
             **{k: float(v) for k, v in self.counts.items()},
         }
-        report = StepReport(
-            step=step,
-            policy_version=version,
-            mean_score=statistics.fmean(rewards) if rewards else None,
-            metrics=metrics,
-            checkpoint_path=str(path),
-            manifest=manifest,
-        )
+        summary = {"step": step, "policy_version": version, "metrics": metrics}
+        summary["mean_score"] = statistics.fmean(rewards) if rewards else None
+        state = trainer_state(policy, entry_ids, dropped_ids, self.counts, summary)
+        path, manifest = await asyncio.to_thread(
+            save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
+            self.run.id, version, step, self.run.config.model, state,
+        )  # fmt: skip
+        await self.stream.ack(entry_ids + dropped_ids)
+        self.step, self.version = step, version
+        report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
         await self._call(self.gateway.report_step(self.run.id, report))
         prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
         if self.cfg.swap_after_update:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,21 +27,40 @@ class UpdateResult:
 class Policy:
     """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
 
-    def __init__(self, model_name: str, cfg: TrainerConfig, answer_tokens: int = 160) -> None:
+    def __init__(
+        self, model_name: str, cfg: TrainerConfig, answer_tokens: int = 160, weights: Path | None = None
+    ) -> None:
+        """``weights``: a checkpoint to resume from; the reference stays the starting policy either way."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg, self.answer_tokens = cfg, answer_tokens
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        path = resolve_model(model_name)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        base = resolve_model(model_name)
+        self.tokenizer = AutoTokenizer.from_pretrained(base)
+        model: Any = AutoModelForCausalLM.from_pretrained(weights or base, dtype=torch.float32)
         self.model: Any = model.to(self.device).train()
         self.reference: Any = None
         needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
         if needs_reference:
-            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+            start: Any = model
+            if weights is not None:
+                start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+            self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
+
+    def state(self) -> dict[str, Any]:
+        """What a resumed trainer needs besides the weights: optimizer moments and RNG streams."""
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
 
     def usable(self, group: EpisodeGroup) -> bool:
         """Whether a group carries a signal for the configured algorithm."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import torch
 from redis.asyncio import Redis
 
 from cli.stack import LocalStack, StackOptions
@@ -26,7 +27,7 @@ from shared.corpus import builtin_corpus_path, iter_documents
 from shared.diversity import words
 from shared.files import sha256_file
 from shared.schemas import EpisodeGroup
-from shared.streams import GROUP, stream_key
+from shared.streams import GROUP, EpisodeStream, stream_key
 from shared.tasktypes import load_task_types
 from tests.e2e.proxy import RecordingProxy
 from tests.processes import minimal_judge
@@ -381,3 +382,46 @@ def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
     assert stats["verdict_retries"] > before["verdict_retries"]
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
     assert all(stack.alive().values())
+
+
+def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: LocalStack, redis_url: str):
+    """SIGKILL while the trainer holds unacknowledged groups; a new trainer process resumes from the
+    newest checkpoint, reclaims them, and the run completes: every delivered group was trained or
+    dropped exactly once."""
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["trainer"].update(max_steps=3, max_staleness=1)
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+
+    async def pending() -> int:
+        client = Redis.from_url(redis_url)
+        try:
+            return await EpisodeStream(client, run_id).pending()
+        finally:
+            await client.aclose()
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        run = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()
+        if run["step"] >= 1 and run["status"] == "running" and asyncio.run(pending()) > 0:
+            break
+        assert run["status"] in ("pending", "running"), run
+        time.sleep(0.2)
+    stack.kill("trainer")  # mid-step: it holds delivered, unacknowledged groups
+    killed_at = asyncio.run(pending())
+    stack.respawn("trainer")
+    _, run = watch_versions(stack.generator_url, run_id, stack.gateway_url, timeout_s=600)
+    assert run["status"] == "completed", run.get("error")
+    assert [s["step"] for s in run["steps"]] == [1, 2, 3]
+
+    states = [
+        torch.load(Path(c["path"]) / "trainer_state.pt", weights_only=False)
+        for c in httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/checkpoints", timeout=10).json()
+    ]
+    ids = [i for s in states for i in s["entry_ids"] + s["dropped_ids"]]
+    assert len(ids) == len(set(ids)), "a group was trained or dropped twice"
+    _, info = asyncio.run(stream_state(redis_url, run_id))
+    assert info["pending"] == 0
+    assert info["entries-read"] == len(ids)  # delivered == trained + dropped, nothing lost
+    assert killed_at > 0 and states[-1]["counts"]["reclaimed"] >= 1

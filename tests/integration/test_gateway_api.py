@@ -47,6 +47,8 @@ async def test_create_run_from_json_and_yaml(api: httpx.AsyncClient):
         "name": "grpo",
         "clip_eps": 0.3,
         "scale_rewards": True,
+        "loss_type": "grpo",
+        "kl_beta": 0.0,
     }
 
     listed = (await api.get("/v1/runs", params={"status": "pending"})).json()
@@ -72,6 +74,8 @@ async def test_trainer_lifecycle_claim_steps_finish(api: httpx.AsyncClient):
     claimed = await api.post("/v1/runs/claim", json={"trainer": "t0"})
     assert claimed.status_code == 200 and claimed.json()["id"] == run_id and claimed.json()["status"] == "running"
     assert (await api.post("/v1/runs/claim", json={"trainer": "t1"})).status_code == 204
+    # the same trainer, restarted, gets its running run back to resume it
+    assert (await api.post("/v1/runs/claim", json={"trainer": "t0"})).json()["id"] == run_id
 
     for step, score in [(1, 0.5), (2, 1.0)]:
         r = await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, step, score))

@@ -63,3 +63,21 @@ async def test_malformed_entry_goes_to_dead_letters_not_lost(redis: Redis):
     assert len(dead) == 1 and dead[0][1][b"payload"] == b"{not json"
     assert await stream.pending() == 1  # only the good one awaits its update
     await redis.delete(stream.key, stream.dead_key)
+
+
+async def test_a_dead_consumers_unacknowledged_groups_are_reclaimed_without_a_new_delivery(redis: Redis):
+    stream = EpisodeStream(redis, f"test-{uuid4().hex}")
+    await stream.ensure_group()
+    for v in range(3):
+        await stream.append(make_group(stream.run_id, v))
+    held = await stream.read("trainer-dead", count=2, block_ms=100)  # then the process dies
+    assert await stream.reclaim("trainer-new", min_idle_ms=60_000) == []  # not idle long enough yet
+    reclaimed = await stream.reclaim("trainer-new", min_idle_ms=0)
+    assert [d.entry_id for d in reclaimed] == [d.entry_id for d in held]
+    assert reclaimed[0].group == held[0].group
+    assert await stream.delivered_count() == 2  # claiming is not a second delivery
+    fresh = await stream.read("trainer-new", count=10, block_ms=100)
+    assert [d.group.policy_version for d in fresh] == [2]
+    await stream.ack([d.entry_id for d in reclaimed + fresh])
+    assert await stream.pending() == 0 and await stream.reclaim("trainer-new", min_idle_ms=0) == []
+    await redis.delete(stream.key)
