@@ -114,6 +114,7 @@ class RunTrainer:
             "groups": float(len(groups)),
             "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
             "staleness_max": float(max(self.version - g.policy_version for g in groups)),
+            **{f"staleness_{k}": float(n) for k, n in Counter(self.version - g.policy_version for g in groups).items()},
             "wait_seconds": waited,
             **group_metrics(groups),
             "step_seconds": time.perf_counter() - started,

@@ -2,7 +2,7 @@
 
 TRL's DPOTrainer and GRPOTrainer compute these inside their own training loops, which want a
 dataset and do their own generation; they have no entry point for ready-scored batches arriving
-from a queue. So the per-token log-prob gather is TRL's (``selective_log_softmax``) and the two
+from a queue. So the per-token log-prob gather is TRL's (``selective_log_softmax_and_entropy``) and the two
 objectives are written out here, as TRL defines them (sigmoid DPO; GRPO's clipped ratio).
 """
 
@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from trl.trainer.utils import selective_log_softmax
+from trl.trainer.utils import selective_log_softmax_and_entropy
 
 
 def batch_inputs(
@@ -32,10 +32,14 @@ def batch_inputs(
     return ids, attention, completion_mask
 
 
-def token_logprobs(model: torch.nn.Module, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-    """log π(token_t | tokens_<t) for every position after the first: shape (batch, width - 1)."""
+def token_logprobs(
+    model: torch.nn.Module, ids: torch.Tensor, attention: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """log π(token_t | tokens_<t) for every position after the first, shape (batch, width - 1), and the
+    policy's entropy there (detached: a metric, not a loss term)."""
     logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1, :].float()
-    return selective_log_softmax(logits, ids[:, 1:])
+    logps, entropy = selective_log_softmax_and_entropy(logits, ids[:, 1:], entropy_requires_grad=False)
+    return logps, entropy
 
 
 def dpo_loss(

@@ -47,6 +47,7 @@ class Policy:
                 start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
             self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+        self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
 
     def state(self) -> dict[str, Any]:
@@ -80,7 +81,10 @@ class Policy:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()
+        seconds = time.perf_counter() - started
+        metrics.update(self._last)
         metrics.update(
+            tokens_per_second=self._last.get("completion_tokens", 0.0) / max(seconds, 1e-9),
             loss=float(loss.detach()),
             grad_norm=float(grad_norm),
             update_seconds=time.perf_counter() - started,
@@ -105,7 +109,11 @@ class Policy:
         prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
         ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
         ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
-        return losses.token_logprobs(model, ids, attention), mask
+        logps, entropy = losses.token_logprobs(model, ids, attention)
+        if model is self.model:
+            tokens = mask.sum().clamp(min=1.0)
+            self._last = {"entropy": float((entropy * mask).sum() / tokens), "completion_tokens": float(mask.sum())}
+        return logps, mask
 
     def _dpo(self, groups: list[EpisodeGroup], algo: DPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
         pairs = [p for g in groups if (p := select_pair(g, algo.max_length_diff_words)) is not None]
@@ -116,7 +124,8 @@ class Policy:
         seq, ref_seq = (logps * mask).sum(1), (ref_logps * mask).sum(1)
         n = len(pairs)
         loss, margin = losses.dpo_loss(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], algo.beta)
-        return loss, {"pairs": float(n), "reward_margin": float(margin)}
+        kl = float((losses.k3_kl(logps.detach(), ref_logps) * mask).sum() / mask.sum().clamp(min=1.0))
+        return loss, {"pairs": float(n), "reward_margin": float(margin), "kl_reference": kl}
 
     def _grpo(self, groups: list[EpisodeGroup], algo: GRPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
         episodes = [e for g in groups for e in with_advantages(g, algo.scale_rewards)]

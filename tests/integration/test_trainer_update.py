@@ -61,6 +61,10 @@ def test_update_changes_weights_and_checkpoint_round_trips(algorithm, tmp_path: 
     before = snapshot(policy)
     result = policy.update(groups)
     assert torch.isfinite(torch.tensor(result.loss))
+    metrics = result.metrics
+    assert metrics["entropy"] > 0 and metrics["tokens_per_second"] > 0 and metrics["completion_tokens"] > 0
+    has_reference = isinstance(algorithm, DPOConfig) or algorithm.kl_beta > 0
+    assert ("kl_reference" in metrics) == has_reference and metrics.get("kl_reference", 0.0) >= 0.0
     if isinstance(algorithm, GRPOConfig) and algorithm.kl_beta:
         assert result.metrics["kl_reference"] == pytest.approx(0.0, abs=1e-6)  # first step: still the reference
     changed = [k for k, v in policy.model.state_dict().items() if not torch.equal(v, before[k])]
