@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
@@ -15,6 +16,7 @@ from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
+from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisRead
 
 app = typer.Typer(help="Rubric-based self-play RL post-training (POP), as services.", no_args_is_help=True)
@@ -105,6 +107,30 @@ def up(
         pass
     finally:
         stack.stop()
+
+
+async def export_episodes(redis_url: str, run_id: str, out: Path) -> int:
+    redis = Redis.from_url(redis_url)
+    count = 0
+    try:
+        with out.open("w", encoding="utf-8") as fh:
+            async for group in EpisodeStream(redis, run_id).export():
+                fh.write(group.model_dump_json() + "\n")
+                count += 1
+    finally:
+        await redis.aclose()
+    return count
+
+
+@app.command()
+def episodes(
+    run_id: Annotated[str, typer.Argument(help="The run whose scored groups to export.")],
+    out: Annotated[Path, typer.Option(help="JSONL file to write, one episode group a line.")],
+    redis_url: Annotated[str, typer.Option(envvar="REDIS_URL")] = "redis://127.0.0.1:6379/0",
+) -> None:
+    """Save a run's scored groups, e.g. for the offline DPO pass (python -m services.trainer offline)."""
+    count = asyncio.run(export_episodes(redis_url, run_id, out))
+    console.print(f"{count} groups written to {out}")
 
 
 def main() -> None:

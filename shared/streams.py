@@ -7,6 +7,7 @@ not parse are moved to a dead-letter stream, never dropped.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +74,19 @@ class EpisodeStream:
             if cursor in (b"0-0", "0-0"):
                 return delivered
 
-    async def _parse(self, entries: Any) -> list[Delivered]:
+    async def export(self, batch: int = 500) -> AsyncIterator[EpisodeGroup]:
+        """Every group the stream still holds, oldest first, without touching the consumer group."""
+        start = "-"
+        while True:
+            entries: Any = await self.redis.xrange(self.key, start, "+", count=batch)
+            for delivered in await self._parse(entries, dead_letter=False):
+                yield delivered.group
+            if len(entries) < batch:
+                return
+            last = entries[-1][0]
+            start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
+
+    async def _parse(self, entries: Any, dead_letter: bool = True) -> list[Delivered]:
         delivered: list[Delivered] = []
         for raw_id, fields in entries or []:
             entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
@@ -81,7 +94,8 @@ class EpisodeStream:
             try:
                 delivered.append(Delivered(entry_id, EpisodeGroup.model_validate_json(payload or b"")))
             except ValidationError as exc:
-                await self._dead_letter(entry_id, payload, str(exc))
+                if dead_letter:
+                    await self._dead_letter(entry_id, payload, str(exc))
         return delivered
 
     async def _dead_letter(self, entry_id: str, payload: bytes | str | None, error: str) -> None:

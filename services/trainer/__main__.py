@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import sys
+from pathlib import Path
 
 from redis.asyncio import Redis
 
 from services.trainer.loop import RunTrainer
 from shared.clients.gateway import GatewayClient
+from shared.config import RunConfig
 from shared.logs import setup_logging
 from shared.settings import TrainerSettings
 
@@ -35,6 +39,19 @@ async def serve(settings: TrainerSettings) -> None:
         await redis.aclose()
 
 
+def offline(argv: list[str]) -> None:
+    """``python -m services.trainer offline``: the paper's single offline DPO pass over saved groups."""
+    from services.trainer.offline import train_offline
+
+    parser = argparse.ArgumentParser(prog="python -m services.trainer offline", description=offline.__doc__)
+    parser.add_argument("--config", type=Path, required=True, help="run config YAML (model, trainer.algorithm: dpo)")
+    parser.add_argument("--episodes", type=Path, required=True, help="JSONL of episode groups (pop episodes RUN_ID)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the checkpoint")
+    args = parser.parse_args(argv)
+    path, manifest, history = train_offline(RunConfig.from_file(args.config), args.episodes, args.out)
+    log.info("offline DPO: %d steps, checkpoint %s (sha256 %s)", len(history), path, manifest.files)
+
+
 def main() -> None:
     settings = TrainerSettings()
     setup_logging("trainer", settings.log_level)
@@ -42,6 +59,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(settings.threads)
+    if sys.argv[1:2] == ["offline"]:
+        offline(sys.argv[2:])
+        return
     asyncio.run(serve(settings))
 
 

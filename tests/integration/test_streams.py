@@ -81,3 +81,16 @@ async def test_a_dead_consumers_unacknowledged_groups_are_reclaimed_without_a_ne
     await stream.ack([d.entry_id for d in reclaimed + fresh])
     assert await stream.pending() == 0 and await stream.reclaim("trainer-new", min_idle_ms=0) == []
     await redis.delete(stream.key)
+
+
+async def test_export_pages_through_every_group_without_touching_the_consumer_group(redis: Redis):
+    stream = EpisodeStream(redis, f"test-{uuid4().hex}")
+    await stream.ensure_group()
+    sent = [make_group(stream.run_id, v) for v in range(5)]
+    for g in sent:
+        await stream.append(g)
+    await redis.xadd(stream.key, {"group": b"{not json"})
+    assert [g async for g in stream.export(batch=2)] == sent  # three XRANGE pages; the bad entry skipped
+    assert await stream.backlog() == 6 and await stream.pending() == 0
+    assert await redis.xlen(stream.dead_key) == 0
+    await redis.delete(stream.key)

@@ -4,18 +4,24 @@ complete and load back, and what the trainer saves is what it trained.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 import torch
+from redis.asyncio import Redis
 from safetensors.torch import load_file
 
+from cli.__main__ import export_episodes
 from services.trainer.checkpoint import save_checkpoint
+from services.trainer.offline import train_offline
 from services.trainer.policy import Policy
-from shared.config import DPOConfig, GRPOConfig, TrainerConfig
+from shared.config import DPOConfig, GRPOConfig, RunConfig, TrainerConfig
 from shared.files import sha256_file
 from shared.schemas import ChatMessage, Completion, Episode, EpisodeGroup, Task
+from shared.streams import EpisodeStream
 
 
 def make_group(policy: Policy, rewards: list[float], with_logprobs: bool) -> EpisodeGroup:
@@ -106,3 +112,30 @@ def test_a_teachers_text_only_answers_are_tokenized_as_the_policy_would(tmp_path
     result = policy.update([teacher])
     assert torch.isfinite(torch.tensor(result.loss)) and result.metrics["pairs"] == 1.0
     assert any(not torch.equal(v, before[k]) for k, v in policy.model.state_dict().items())
+
+
+async def test_the_papers_offline_dpo_pass_over_an_exported_episode_set(tmp_path: Path, redis: Redis, redis_url: str):
+    """Groups exported from a run's stream train one offline DPO epoch, as the paper's released code does."""
+    run_id = f"offline-{uuid4().hex}"
+    probe = Policy("pop/tiny", TrainerConfig())
+    stream = EpisodeStream(redis, run_id)
+    flat = make_group(probe, [1.0, 1.0, 1.0, 1.0], with_logprobs=True)  # no signal: skipped
+    for group in [make_group(probe, [2.0, 0.0, 1.0, 0.5], with_logprobs=True) for _ in range(5)] + [flat]:
+        await stream.append(group)
+    episodes = tmp_path / "groups.jsonl"
+    assert await export_episodes(redis_url, run_id, episodes) == 6  # what `pop episodes RUN_ID` writes
+
+    config = RunConfig.model_validate(
+        {"model": "pop/tiny", "trainer": {"algorithm": {"name": "dpo", "beta": 0.1}, "learning_rate": 1e-3,
+                                         "groups_per_step": 2}}
+    )  # fmt: skip
+    before = snapshot(probe)
+    path, manifest, history = await asyncio.to_thread(train_offline, config, episodes, tmp_path / "out")
+    assert [h["step"] for h in history] == [1, 2, 3]  # 5 usable groups in batches of 2
+    assert sum(h["pairs"] for h in history) == 5
+    trained = load_file(str(path / "model.safetensors"))
+    assert any(not torch.equal(trained[k], before[k]) for k in trained)
+    assert manifest.step == 3 and (path.parent / "metrics.jsonl").read_text().count("\n") == 3
+    with pytest.raises(ValueError, match="paper's DPO recipe"):
+        train_offline(RunConfig.model_validate({"trainer": {"algorithm": {"name": "grpo"}}}), episodes, tmp_path)
+    await redis.delete(stream.key)
