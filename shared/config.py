@@ -129,11 +129,26 @@ class GRPOConfig(ConfigModel):
 Algorithm = Annotated[DPOConfig | GRPOConfig, Field(discriminator="name")]
 
 
+class LoraConfig(ConfigModel):
+    """The adapter trained when ``weight_mode`` is ``lora`` (peft); the generator must run with LoRA enabled."""
+
+    r: int = Field(default=8, ge=1, le=256)
+    """Adapter rank; at most the generator's ``POP_GENERATOR_MAX_LORA_RANK``."""
+    alpha: int = Field(default=16, ge=1)
+    """Scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Modules that get adapters; ``all-linear`` is every linear layer but the output head."""
+
+
 class TrainerConfig(ConfigModel):
     algorithm: Algorithm = Field(default_factory=DPOConfig)
     """The update rule: ``dpo`` (the paper's best-vs-worst pairs) or ``grpo``."""
     weight_mode: WeightMode = WeightMode.full
-    """``full`` fine-tunes every weight and the generator reloads them from disk."""
+    """``full`` fine-tunes every weight and the generator reloads them from disk; ``lora`` trains a peft
+    adapter (small checkpoints) that the generator loads beside the base weights."""
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    """Adapter shape, used when ``weight_mode`` is ``lora``."""
     learning_rate: float = Field(default=1e-5, gt=0)
     """AdamW learning rate (the paper: 1e-6 for DPO at 7B scale)."""
     max_steps: int = Field(default=3, ge=1)

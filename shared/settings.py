@@ -42,6 +42,8 @@ class GeneratorSettings(ServiceSettings):
     enforce_eager: bool = Field(default=True, description="Skip compile warm-up (~30 s vs ~2 min start).")
     kv_cache_gib: int = Field(default=1, description="VLLM_CPU_KVCACHE_SPACE on CPU.")
     swap_timeout_s: float = Field(default=120.0, description="Each hot-swap step gives up after this.")
+    enable_lora: bool = Field(default=False, description="Serve LoRA adapters (runs with weight_mode: lora).")
+    max_lora_rank: int = Field(default=16, description="Largest adapter rank the server accepts.")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
 
 

@@ -37,6 +37,8 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
     ]  # fmt: skip
     if settings.enforce_eager:
         argv.append("--enforce-eager")
+    if settings.enable_lora:
+        argv += ["--enable-lora", "--max-lora-rank", str(settings.max_lora_rank), "--max-loras", "2"]
     return argv + shlex.split(settings.extra_args)
 
 

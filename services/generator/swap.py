@@ -26,15 +26,23 @@ class SwapError(Exception):
         self.status, self.title, self.detail = status, title, detail
 
 
-def check_checkpoint(path: Path, checksum: str | None) -> None:
+ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+
+
+def check_checkpoint(path: Path, checksum: str | None, mode: WeightMode = WeightMode.full) -> None:
     """Refuse a folder that could not load fully, before touching the served weights."""
     if not path.is_dir():
         raise SwapError(400, "Checkpoint not found", f"no checkpoint directory at {path}")
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
+    if mode is WeightMode.lora:
+        if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
+            raise SwapError(400, "Checkpoint incomplete", f"{path} holds no {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG}")
+        weights = path / ADAPTER_WEIGHTS
+    else:
+        if not sorted(path.glob("*.safetensors")):
+            raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
+        weights = path / "model.safetensors"
     if checksum is not None:
-        actual = sha256_file(path / "model.safetensors")
+        actual = sha256_file(weights)
         if actual != checksum:
             raise SwapError(400, "Checkpoint checksum mismatch", f"sha256 {actual} != expected {checksum}")
 
@@ -46,9 +54,41 @@ class WeightSwapper:
         self.engine = engine
         self.timeout_s = timeout_s
         self.base_model_path = base_model_path
+        self.served_name = served_name
         self.current = PolicyVersion(version=0, model=served_name, checkpoint_path=None)
         self._lock = asyncio.Lock()
         self.healthy = True
+        self.models: Any = None
+        """vLLM's OpenAIServingModels, which holds the loaded adapters (set once the app state exists)."""
+        self.adapter: str | None = None
+        """The adapter that requests for ``served_name`` are routed to; None serves the full weights."""
+
+    async def swap_adapter(self, request: SwapRequest, path: Path) -> PolicyVersion:
+        """LoRA: load the new adapter beside the old, route the policy name to it, then drop the old.
+
+        In-flight requests finish on the adapter they started with; no pause is needed.
+        """
+        from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
+
+        if self.models is None or not getattr(self.engine.vllm_config, "lora_config", None):
+            raise SwapError(400, "LoRA not enabled", "start the generator with POP_GENERATOR_ENABLE_LORA=true")
+        name = f"{self.served_name}-{request.run_id or 'run'}-v{request.version}"
+        async with self._lock:
+            loaded = await self._step(
+                "load_lora_adapter",
+                self.models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=str(path))),
+            )
+            if not isinstance(loaded, str):  # an ErrorResponse: the old adapter keeps serving
+                raise SwapError(400, "Adapter not loaded", str(getattr(loaded, "error", loaded)))
+            previous, self.adapter = self.adapter, name
+            self.current = PolicyVersion(
+                version=request.version, run_id=request.run_id, model=self.served_name, checkpoint_path=str(path)
+            )
+            if previous is not None and previous != name:
+                await self.models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=previous))
+            await self.engine.reset_prefix_cache()
+        log.info("serving policy version %d as adapter %s from %s", request.version, name, path)
+        return self.current
 
     async def _step(self, what: str, coro: Any) -> Any:
         try:
@@ -63,10 +103,10 @@ class WeightSwapper:
         )
 
     async def swap(self, request: SwapRequest) -> PolicyVersion:
-        if request.mode is not WeightMode.full:
-            raise SwapError(400, "Unsupported weight mode", f"mode {request.mode} is not served yet")
         path = await asyncio.to_thread(lambda: Path(request.path).resolve())
-        await asyncio.to_thread(check_checkpoint, path, request.checksum)
+        await asyncio.to_thread(check_checkpoint, path, request.checksum, request.mode)
+        if request.mode is WeightMode.lora:
+            return await self.swap_adapter(request, path)
         async with self._lock:
             previous = self.current
             started = time.perf_counter()
@@ -88,6 +128,7 @@ class WeightSwapper:
                     model=previous.model,
                     checkpoint_path=str(path),
                 )
+                self.adapter = None  # full weights: the policy name means the base weights again
             finally:
                 await self.engine.reset_prefix_cache()
                 await self.engine.resume_generation()

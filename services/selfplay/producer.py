@@ -142,9 +142,17 @@ class RunProducer:
         task = await self.propose(drawn, task_type)
         if task is None:
             return None
-        before = (await self.generator.policy()).version
+        served = await self.generator.policy()
+        if served.run_id not in (None, self.run.id):
+            # The generator still serves another run's weights (this run's trainer has not swapped in
+            # its base model yet): answers from them are not this run's policy.
+            await self.reject("foreign_policy")
+            await asyncio.sleep(1.0)
+            return None
+        before = served.version
         sampled = await solve(self.solver, task, task_type, self.cfg, on_policy=self.roles.solver is None)
-        if (await self.generator.policy()).version != before:
+        after = await self.generator.policy()
+        if (after.version, after.run_id) != (before, served.run_id):
             # A swap landed while the answers were sampled: which weights made them is unknown.
             await self.reject("mixed_policy_version")
             return None

@@ -32,8 +32,10 @@ def save_checkpoint(
     step: int,
     base_model: str,
     trainer_state: dict[str, Any] | None = None,
+    mode: WeightMode = WeightMode.full,
 ) -> tuple[Path, CheckpointManifest]:
-    """The weights, and (for resuming) the optimizer, counters, RNG and the stream entries this update used."""
+    """The weights (a full model, or a peft adapter in LoRA mode), and (for resuming) the optimizer, counters,
+    RNG and the stream entries this update used."""
     final = version_dir(root, run_id, version)
     tmp = final.with_name(f".{final.name}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -44,7 +46,7 @@ def save_checkpoint(
         torch.save(trainer_state, tmp / TRAINER_STATE)
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
     manifest = CheckpointManifest(
-        run_id=run_id, version=version, step=step, base_model=base_model, mode=WeightMode.full, files=files
+        run_id=run_id, version=version, step=step, base_model=base_model, mode=mode, files=files
     )
     (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2))
     if final.exists():  # a crashed earlier attempt at the same version: replace it whole

@@ -53,6 +53,9 @@ class RunTrainer:
             resumed = await resume(self.run, self.settings, self.gateway, self.stream)
             self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
             self.counts, self.reclaimed = resumed.counts, resumed.reclaimed
+            if self.version == 0 and self.cfg.swap_after_update:
+                # The generator may still serve another run's weights: start this run from its own base.
+                await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=0)))
             while self.step < self.cfg.max_steps:
                 await self._one_step(self.policy)
             await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.completed))
@@ -125,7 +128,7 @@ class RunTrainer:
         state = trainer_state(policy, entry_ids, dropped_ids, self.counts, summary)
         path, manifest = await asyncio.to_thread(
             save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
-            self.run.id, version, step, self.run.config.model, state,
+            self.run.id, version, step, self.run.config.model, state, self.cfg.weight_mode,
         )  # fmt: skip
         await self.stream.ack(entry_ids + dropped_ids)
         self.step, self.version = step, version

@@ -15,7 +15,7 @@ from services.trainer import losses
 from services.trainer.selection import select_pair, with_advantages
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.modeling import resolve_model
-from shared.schemas import Episode, EpisodeGroup
+from shared.schemas import Episode, EpisodeGroup, WeightMode
 
 
 @dataclass
@@ -37,18 +37,44 @@ class Policy:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         base = resolve_model(model_name)
         self.tokenizer = AutoTokenizer.from_pretrained(base)
-        model: Any = AutoModelForCausalLM.from_pretrained(weights or base, dtype=torch.float32)
+        self.lora = cfg.weight_mode is WeightMode.lora
+        model: Any
+        if self.lora:
+            model = self._adapter_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), weights)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(weights or base, dtype=torch.float32)
         self.model: Any = model.to(self.device).train()
         self.reference: Any = None
         needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
-        if needs_reference:
+        if needs_reference and not self.lora:  # a LoRA policy's reference is itself with the adapter off
             start: Any = model
             if weights is not None:
                 start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
             self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
         self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
+
+    def _adapter_model(self, base_model: Any, weights: Path | None) -> Any:
+        from peft import LoraConfig, PeftModel, get_peft_model
+
+        if weights is not None:
+            return PeftModel.from_pretrained(base_model, weights, is_trainable=True)
+        spec = self.cfg.lora
+        config = LoraConfig(
+            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
+            target_modules=spec.target_modules, task_type="CAUSAL_LM",
+        )  # fmt: skip
+        return get_peft_model(base_model, config)
+
+    def reference_logps(self, episodes: list[Episode]) -> torch.Tensor:
+        """The frozen starting policy's log-probs: a copy for full fine-tuning, the adapter switched off for LoRA."""
+        with torch.no_grad():
+            if not self.lora:
+                return self._logps(self.reference, episodes)[0]
+            with self.model.disable_adapter():
+                return self._logps(self.model, episodes, record=False)[0]
 
     def state(self) -> dict[str, Any]:
         """What a resumed trainer needs besides the weights: optimizer moments and RNG streams."""
@@ -105,12 +131,12 @@ class Policy:
                 completion.append(int(self.tokenizer.eos_token_id))
         return prompt, completion
 
-    def _logps(self, model: Any, episodes: list[Episode]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logps(self, model: Any, episodes: list[Episode], record: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
         ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
         ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
         logps, entropy = losses.token_logprobs(model, ids, attention)
-        if model is self.model:
+        if model is self.model and record:
             tokens = mask.sum().clamp(min=1.0)
             self._last = {"entropy": float((entropy * mask).sum() / tokens), "completion_tokens": float(mask.sum())}
         return logps, mask
@@ -119,8 +145,7 @@ class Policy:
         pairs = [p for g in groups if (p := select_pair(g, algo.max_length_diff_words)) is not None]
         episodes = [p.chosen for p in pairs] + [p.rejected for p in pairs]
         logps, mask = self._logps(self.model, episodes)
-        with torch.no_grad():
-            ref_logps, _ = self._logps(self.reference, episodes)
+        ref_logps = self.reference_logps(episodes)
         seq, ref_seq = (logps * mask).sum(1), (ref_logps * mask).sum(1)
         n = len(pairs)
         loss, margin = losses.dpo_loss(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], algo.beta)
@@ -139,8 +164,7 @@ class Policy:
         advantages = torch.tensor([e.advantage or 0.0 for e in episodes], device=self.device)
         ref_logps = None
         if algo.kl_beta > 0:
-            with torch.no_grad():
-                ref_logps, _ = self._logps(self.reference, episodes)
+            ref_logps = self.reference_logps(episodes)
         loss, clip_fraction = losses.grpo_loss(
             logps, old, advantages, mask, algo.clip_eps, algo.loss_type, ref_logps, algo.kl_beta, self.answer_tokens
         )

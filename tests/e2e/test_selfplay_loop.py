@@ -69,7 +69,11 @@ def proxy_and_stack(
     stack = LocalStack(options)
     proxy = RecordingProxy(stack.generator_url).start()
     # The producer reaches the policy through the proxy too, so the solver's prompts are recorded.
-    options.extra_env = {"POP_SELFPLAY_GENERATOR_URL": proxy.url, TEACHER_KEY: "teacher-secret"}
+    options.extra_env = {
+        "POP_SELFPLAY_GENERATOR_URL": proxy.url,
+        TEACHER_KEY: "teacher-secret",
+        "POP_GENERATOR_ENABLE_LORA": "true",  # one generator serves full-weight and LoRA runs alike
+    }
     try:
         with stack:
             yield proxy, stack
@@ -115,6 +119,20 @@ def probe_logprobs(generator_url: str) -> list[float]:
     body = {"model": "policy", "messages": PROBE, "max_tokens": 8, "temperature": 0.0, "logprobs": True}
     reply = httpx.post(f"{generator_url}/v1/chat/completions", json=body, timeout=60).json()
     return [t["logprob"] for t in reply["choices"][0]["logprobs"]["content"]]
+
+
+def wait_idle(generator_url: str, timeout_s: float = 60.0) -> None:
+    """Until vLLM runs no request: a probe then shares no batch with another run's requests."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{generator_url}/metrics", timeout=10).text
+        running = [
+            ln for ln in text.splitlines() if ln.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting"))
+        ]
+        if running and all(float(ln.rsplit(" ", 1)[1]) == 0 for ln in running):
+            return
+        time.sleep(0.2)
+    pytest.fail(f"generator still busy after {timeout_s}s")
 
 
 def watch_versions(generator_url: str, run_id: str, gateway_url: str, timeout_s: float) -> tuple[list[int], dict]:
@@ -425,3 +443,26 @@ def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: Loc
     assert info["pending"] == 0
     assert info["entries-read"] == len(ids)  # delivered == trained + dropped, nothing lost
     assert killed_at > 0 and states[-1]["counts"]["reclaimed"] >= 1
+
+
+def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun):
+    """weight_mode: lora trains a peft adapter; the generator serves each new one under the policy's name."""
+    base_probe = finished.base_probe  # probed before any run changed the served weights
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["trainer"].update(max_steps=2, weight_mode="lora", lora={"r": 8, "alpha": 16}, learning_rate=1e-2)
+    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+    assert run["status"] == "completed", run.get("error")
+    assert seen[-1] == 2 and {1, 2} <= set(seen), seen
+    checkpoints = httpx.get(f"{stack.gateway_url}/v1/runs/{run['id']}/checkpoints", timeout=10).json()
+    assert [c["manifest"]["mode"] for c in checkpoints] == ["lora", "lora"]
+    assert all(not (Path(c["path"]) / "model.safetensors").exists() for c in checkpoints)
+    adapted = probe_logprobs(stack.generator_url)
+    assert adapted != base_probe  # the same model name now answers through the adapter
+    back = httpx.post(
+        f"{stack.gateway_url}/v1/generator/weights", json={"run_id": run["id"], "version": 0}, timeout=120
+    )
+    assert back.status_code == 200, back.text
+    wait_idle(stack.generator_url)  # the run's last producer requests (on the adapter) have drained
+    assert probe_logprobs(stack.generator_url) == pytest.approx(base_probe, abs=1e-5)

@@ -139,3 +139,27 @@ async def test_the_papers_offline_dpo_pass_over_an_exported_episode_set(tmp_path
     with pytest.raises(ValueError, match="paper's DPO recipe"):
         train_offline(RunConfig.model_validate({"trainer": {"algorithm": {"name": "grpo"}}}), episodes, tmp_path)
     await redis.delete(stream.key)
+
+
+@pytest.mark.parametrize("algorithm", [DPOConfig(beta=0.1), GRPOConfig(kl_beta=0.05)], ids=["dpo", "grpo-kl"])
+def test_lora_mode_trains_only_the_adapter_and_saves_it_alone(algorithm, tmp_path: Path):
+    cfg = TrainerConfig(algorithm=algorithm, learning_rate=1e-2, weight_mode="lora", lora={"r": 4, "alpha": 8})
+    policy = Policy("pop/tiny", cfg)
+    assert policy.reference is None  # the reference is the same model with its adapter switched off
+    before = snapshot(policy)
+    groups = [make_group(policy, [2.0, 0.0, 1.0, 0.5], with_logprobs=True) for _ in range(2)]
+    for _ in range(2):  # LoRA's B starts at 0: the first step moves B, the second also A
+        result = policy.update(groups)
+    assert result.metrics["kl_reference"] > 0.0  # the adapter moved the policy away from its reference
+    changed = {k for k, v in policy.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all("lora_" in k for k in changed)
+
+    path, manifest = save_checkpoint(
+        policy.model, policy.tokenizer, tmp_path, "r", 1, 1, "pop/tiny", policy.state(), cfg.weight_mode
+    )
+    assert manifest.mode == "lora" and "adapter_model.safetensors" in manifest.files
+    assert not (path / "model.safetensors").exists()
+    assert (path / "adapter_model.safetensors").stat().st_size < 1_000_000
+    resumed = Policy("pop/tiny", cfg, weights=path)
+    for name, tensor in policy.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name

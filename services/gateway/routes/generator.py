@@ -14,7 +14,7 @@ from shared.clients.http import ServiceError
 from shared.config import RunConfig
 from shared.modeling import resolve_model
 from shared.problems import ProblemError
-from shared.schemas import CheckpointManifest, PolicyVersion, SwapRequest
+from shared.schemas import CheckpointManifest, PolicyVersion, SwapRequest, WeightMode
 
 router = APIRouter(prefix="/v1/generator", tags=["generator"])
 
@@ -33,13 +33,16 @@ async def swap_weights(
 ) -> SwapResult:
     """Serve a run's checkpoint (or, for version 0, its base model) without restarting vLLM."""
     run = await store.get_run(session, command.run_id)
+    mode = WeightMode.full  # version 0 is the base model, whatever the run trains
     if command.version == 0:
         path, checksum = resolve_model(RunConfig.model_validate(run.config).model), None
     else:
         record = await store.get_checkpoint(session, command.run_id, command.version)
         manifest = CheckpointManifest.model_validate(record.manifest)
-        path, checksum = record.path, manifest.files.get("model.safetensors")
-    request = SwapRequest(version=command.version, path=path, run_id=command.run_id, checksum=checksum)
+        mode = manifest.mode
+        weights = "adapter_model.safetensors" if mode is WeightMode.lora else "model.safetensors"
+        path, checksum = record.path, manifest.files.get(weights)
+    request = SwapRequest(version=command.version, path=path, run_id=command.run_id, checksum=checksum, mode=mode)
     started = time.perf_counter()
     try:
         served = await generator.swap(request, settings.swap_timeout_s)
