@@ -85,6 +85,8 @@ class WeightSwapper:
                 version=request.version, run_id=request.run_id, model=self.served_name, checkpoint_path=str(path)
             )
             if previous is not None and previous != name:
+                # Only the name goes: requests still running on the old adapter finish on it, and the
+                # engine's LRU evicts it (the full-weight path, which pauses, removes every adapter).
                 await self.models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=previous))
             await self.engine.reset_prefix_cache()
         log.info("serving policy version %d as adapter %s from %s", request.version, name, path)
@@ -101,6 +103,23 @@ class WeightSwapper:
             "reload_weights",
             self.engine.collective_rpc("reload_weights", kwargs={"weights_path": path}),
         )
+
+    async def _drop_adapter(self, name: str, unload_request: Any) -> None:
+        """Forget an adapter in the serving layer *and* the engine: vLLM's unload route does only the first."""
+        loaded = self.models.lora_requests.get(name)
+        await self.models.unload_lora_adapter(unload_request(lora_name=name))
+        if loaded is not None:
+            await self.engine.remove_lora(loaded.lora_int_id)
+
+    async def _drop_all_adapters(self) -> None:
+        if self.models is None or not getattr(self.engine.vllm_config, "lora_config", None):
+            return
+        from vllm.entrypoints.serve.lora.protocol import UnloadLoRAAdapterRequest
+
+        for name in list(self.models.lora_requests):
+            await self._drop_adapter(name, UnloadLoRAAdapterRequest)
+        for lora_id in await self.engine.list_loras():
+            await self.engine.remove_lora(lora_id)
 
     async def swap(self, request: SwapRequest) -> PolicyVersion:
         path = await asyncio.to_thread(lambda: Path(request.path).resolve())
@@ -129,6 +148,7 @@ class WeightSwapper:
                     checkpoint_path=str(path),
                 )
                 self.adapter = None  # full weights: the policy name means the base weights again
+                await self._drop_all_adapters()
             finally:
                 await self.engine.reset_prefix_cache()
                 await self.engine.resume_generation()
