@@ -46,12 +46,17 @@ class JsonlCorpus:
         self.path, self.id_field, self.text_field = path, id_field, text_field
         self.malformed = 0
 
-    def _document(self, raw: bytes, locator: int) -> Document:
-        data: Any = json.loads(raw)
+    def _text(self, data: Any) -> str:
+        """The document's text; one rule for indexing and reading, so an indexed line always reads."""
         text = data[self.text_field]
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"field {self.text_field!r} is not a non-empty string")
+        return text
+
+    def _document(self, raw: bytes, locator: int) -> Document:
+        data: Any = json.loads(raw)
         doc_id = data.get(self.id_field)
+        text = self._text(data)
         return Document(id=str(doc_id if doc_id is not None else f"@{locator}"), text=text, source=str(self.path))
 
     def scan(self) -> Iterator[tuple[int, int]]:
@@ -60,16 +65,10 @@ class JsonlCorpus:
             for line in fh:
                 if line.strip():
                     try:
-                        yield offset, len(self._text(line).split())
+                        yield offset, len(self._text(json.loads(line)).split())
                     except (ValueError, KeyError, TypeError):
                         self.malformed += 1  # counted, skipped: one bad line must not sink a corpus
                 offset += len(line)
-
-    def _text(self, line: bytes) -> str:
-        text = json.loads(line)[self.text_field]
-        if not isinstance(text, str):
-            raise TypeError(f"field {self.text_field!r} is not a string")
-        return text
 
     def read(self, locator: int) -> Document:
         with self.path.open("rb") as fh:
