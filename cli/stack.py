@@ -87,6 +87,8 @@ class LocalStack:
             "POP_SELFPLAY_JUDGE_URL": self.judge_url,
             "POP_TRAINER_GATEWAY_URL": self.gateway_url,
             "POP_TRAINER_CHECKPOINT_DIR": str(self.checkpoint_dir),
+            # One machine: the trainer's updates get the cores while generation is held.
+            "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_url,
             **self.o.extra_env,
         }
 

@@ -128,6 +128,16 @@ class Criterion(Schema):
         return self.check is not None
 
 
+def unique_names(criteria: list[Criterion]) -> list[Criterion]:
+    """Verdicts are keyed by criterion name, so a repeated name gets a numeric suffix."""
+    seen: dict[str, int] = {}
+    out = []
+    for c in criteria:
+        seen[c.name] = seen.get(c.name, 0) + 1
+        out.append(c if seen[c.name] == 1 else c.model_copy(update={"name": f"{c.name} ({seen[c.name]})"}))
+    return out
+
+
 RubricFormat = Literal["pop", "healthbench"]
 
 
@@ -341,6 +351,17 @@ class SwapRequest(Schema):
     run_id: str | None = None
     mode: WeightMode = WeightMode.full
     checksum: str | None = Field(default=None, description="sha256 of model.safetensors, verified first")
+
+
+class HoldRequest(Schema):
+    """Generator route body: pause generation for a trainer on the same cores, at most this long."""
+
+    seconds: float = Field(gt=0, le=3600, description="Lease: generation resumes by itself after this.")
+
+
+class GenerationHold(Schema):
+    held: bool
+    seconds: float | None = None
 
 
 class CheckpointManifest(Schema):

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.generator.swap import SwapError, WeightSwapper
 from shared.problems import problem
-from shared.schemas import PolicyVersion, SwapRequest
+from shared.schemas import GenerationHold, HoldRequest, PolicyVersion, SwapRequest
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["policy"])
@@ -44,6 +44,20 @@ async def swap_policy(body: SwapRequest, swapper: Swapper) -> PolicyVersion | JS
         return await swapper.swap(body)
     except SwapError as exc:
         return problem(exc.status, exc.title, exc.detail, served_version=swapper.current.version)
+
+
+@router.post("/v1/policy/hold", response_model=GenerationHold)
+async def hold_generation(body: HoldRequest, swapper: Swapper) -> GenerationHold:
+    """Pause generation for a colocated trainer's update (requests wait in place), for at most ``seconds``."""
+    await swapper.hold(body.seconds)
+    return GenerationHold(held=True, seconds=body.seconds)
+
+
+@router.delete("/v1/policy/hold", response_model=GenerationHold)
+async def release_generation(swapper: Swapper) -> GenerationHold:
+    """Resume generation; idempotent."""
+    await swapper.release()
+    return GenerationHold(held=False)
 
 
 @router.get("/readyz")

@@ -62,6 +62,41 @@ class WeightSwapper:
         """vLLM's OpenAIServingModels, which holds the loaded adapters (set once the app state exists)."""
         self.adapter: str | None = None
         """The adapter that requests for ``served_name`` are routed to; None serves the full weights."""
+        self._lease: asyncio.TimerHandle | None = None
+        """Set while generation is held for a colocated trainer; it ends the hold when it fires."""
+
+    @property
+    def held(self) -> bool:
+        return self._lease is not None
+
+    async def hold(self, seconds: float) -> None:
+        """Freeze generation (requests keep their place and their cache) for at most ``seconds``, so a
+        trainer sharing these cores or this GPU gets them for its update; the lease ends the hold even
+        if that trainer dies. Holding again extends the lease."""
+        async with self._lock:
+            if self._lease is None:
+                await self._step("pause", self.engine.pause_generation(mode="keep", clear_cache=False))
+            else:
+                self._lease.cancel()
+            loop = asyncio.get_running_loop()
+            self._lease = loop.call_later(seconds, lambda: loop.create_task(self._expire()))
+
+    async def release(self) -> bool:
+        """End a hold; False when none was held."""
+        async with self._lock:
+            return await self._release_locked()
+
+    async def _release_locked(self) -> bool:
+        if self._lease is None:
+            return False
+        self._lease.cancel()
+        self._lease = None
+        await self.engine.resume_generation()
+        return True
+
+    async def _expire(self) -> None:
+        if await self.release():
+            log.warning("generation hold expired: resumed without a release from the trainer")
 
     async def swap_adapter(self, request: SwapRequest, path: Path) -> PolicyVersion:
         """LoRA: load the new adapter beside the old, route the policy name to it, then drop the old.
@@ -74,6 +109,7 @@ class WeightSwapper:
             raise SwapError(400, "LoRA not enabled", "start the generator with POP_GENERATOR_ENABLE_LORA=true")
         name = f"{self.served_name}-{request.run_id or 'run'}-v{request.version}"
         async with self._lock:
+            await self._release_locked()  # a swap ends any hold: frozen requests must not wait on it
             loaded = await self._step(
                 "load_lora_adapter",
                 self.models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=str(path))),
@@ -127,6 +163,7 @@ class WeightSwapper:
         if request.mode is WeightMode.lora:
             return await self.swap_adapter(request, path)
         async with self._lock:
+            await self._release_locked()  # "wait" below would wait forever on requests a hold froze
             previous = self.current
             started = time.perf_counter()
             # "wait" drains in-flight requests first, so no answer mixes two versions' weights.

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from services.judge import prompts
 from services.judge.stats import JudgeStats
 from shared.clients.llm import ChatClient
-from shared.schemas import Criterion, GradeRequest, Rubric
+from shared.schemas import Criterion, GradeRequest, Rubric, unique_names
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +40,6 @@ def out_of_bounds(data: dict[str, Any] | None) -> str | None:
     return None
 
 
-def dedupe(criteria: list[Criterion]) -> list[Criterion]:
-    """Verdicts are keyed by name, so a repeated name gets a numeric suffix."""
-    seen: dict[str, int] = {}
-    out = []
-    for c in criteria:
-        seen[c.name] = seen.get(c.name, 0) + 1
-        out.append(c if seen[c.name] == 1 else c.model_copy(update={"name": f"{c.name} ({seen[c.name]})"}))
-    return out
-
-
 async def write_rubric(
     llm: ChatClient, request: GradeRequest, retries: int, retry_temperature: float, stats: JudgeStats, spread: int = 4
 ) -> Rubric:
@@ -66,7 +56,7 @@ async def write_rubric(
         if reason is None and data is not None:
             try:
                 criteria = [Criterion.model_validate({**c, "name": str(c["name"]).strip()}) for c in data["criteria"]]
-                return Rubric(criteria=dedupe(criteria))
+                return Rubric(criteria=unique_names(criteria))
             except ValidationError:
                 reason = "invalid_criterion"
         stats.count(f"rubric_{reason}")

@@ -24,7 +24,7 @@ from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
 from shared.corpus import open_corpus
 from shared.diversity import distinct_n
-from shared.schemas import Completion, Episode, EpisodeGroup, GradeRequest, ModelEndpoint, Task
+from shared.schemas import Completion, Episode, EpisodeGroup, GradeRequest, ModelEndpoint, Rubric, Task, unique_names
 from shared.settings import SelfPlaySettings
 from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisLedger
@@ -192,17 +192,22 @@ class RunProducer:
     def _grade_request(
         self, drawn: Drawn, task: Task, task_type: TaskType, completions: list[Completion]
     ) -> GradeRequest:
+        judge = self.run.config.judge
+        criteria = [*task.constraints, *judge.extra_criteria]
+        # Without a rubric writer the stated constraints and the run's criteria are the whole rubric.
+        fixed = None if judge.write_rubric else Rubric(criteria=unique_names(criteria))
         return GradeRequest(
             document=drawn.document.text,
             task=task.prompt,
             reference=task.reference,
             answers=[c.text for c in completions],
-            extra_criteria=[*task.constraints, *self.run.config.judge.extra_criteria],
+            rubric=fixed,
+            extra_criteria=criteria if fixed is None else [],
             rubric_guidance=task_type.rubric_guidance,
             judge_guidance=task_type.judge_guidance,
             rubric_writer=self.roles.rubric_writer,
             scorer=self.roles.scorer,
-            grading=self.run.config.judge.grading,
+            grading=judge.grading,
         )
 
     async def _made(self, group: EpisodeGroup) -> None:

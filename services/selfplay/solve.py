@@ -10,7 +10,7 @@ from shared.tasktypes import TaskType
 
 def solve_messages(task: Task, task_type: TaskType) -> list[ChatMessage]:
     """What the solver sees: its brief and the task. The document never enters these messages."""
-    return [ChatMessage(role="system", content=task_type.answer_prompt), ChatMessage(role="user", content=task.prompt)]
+    return task_type.solve_messages(task.prompt)
 
 
 def answer_budget(task_type: TaskType, cfg: SelfPlayConfig) -> int:

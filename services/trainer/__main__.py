@@ -1,4 +1,7 @@
-"""``python -m services.trainer``: claim pending runs from the gateway and train them, one at a time."""
+"""``python -m services.trainer``: claim pending runs from the gateway and train them, one at a time.
+
+Data parallel: ``accelerate launch [--config_file deploy/accelerate/ddp.yaml] -m services.trainer``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from services.trainer.loop import RunTrainer
+from services.trainer.parallel import Message, Replicas, follow, start
 from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
 from shared.logs import setup_logging
@@ -19,7 +23,7 @@ from shared.settings import TrainerSettings
 log = logging.getLogger("trainer")
 
 
-async def serve(settings: TrainerSettings) -> None:
+async def serve(settings: TrainerSettings, replicas: Replicas | None = None) -> None:
     gateway = GatewayClient(settings.gateway_url, timeout_s=300.0)
     redis = Redis.from_url(settings.redis_url)
     try:
@@ -33,8 +37,10 @@ async def serve(settings: TrainerSettings) -> None:
                 await asyncio.sleep(settings.poll_interval_s)
                 continue
             log.info("claimed run %s (%s)", run.id, run.name)
-            await RunTrainer(run, settings, gateway, redis).train()
+            await RunTrainer(run, settings, gateway, redis, replicas).train()
     finally:
+        if replicas is not None:
+            replicas.broadcast(Message("stop"))
         await gateway.aclose()
         await redis.aclose()
 
@@ -62,7 +68,11 @@ def main() -> None:
     if sys.argv[1:2] == ["offline"]:
         offline(sys.argv[2:])
         return
-    asyncio.run(serve(settings))
+    replicas = start()  # under ``accelerate launch``: rank 0 serves, the other ranks follow it
+    if replicas is not None and not replicas.is_main:
+        follow(replicas)
+        return
+    asyncio.run(serve(settings, replicas))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,12 @@ its update is on disk, so a crash before that redelivers it (it stays pending) i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,10 +21,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.trainer.checkpoint import prune, save_checkpoint
+from services.trainer.parallel import Message, Replicas
 from services.trainer.policy import Policy
 from services.trainer.resume import resume, trainer_state
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
+from shared.clients.generator import GeneratorClient
 from shared.clients.http import ServiceError
 from shared.diversity import group_metrics
 from shared.schemas import EpisodeGroup
@@ -39,8 +42,18 @@ class RunStopped(Exception):
 
 
 class RunTrainer:
-    def __init__(self, run: RunRead, settings: TrainerSettings, gateway: GatewayClient, redis: Redis) -> None:
+    def __init__(
+        self,
+        run: RunRead,
+        settings: TrainerSettings,
+        gateway: GatewayClient,
+        redis: Redis,
+        replicas: Replicas | None = None,
+    ) -> None:
         self.run, self.cfg, self.settings, self.gateway = run, run.config.trainer, settings, gateway
+        self.replicas = replicas
+        url = settings.colocated_generator_url
+        self.generator = GeneratorClient(url, timeout_s=settings.hold_seconds) if url else None
         self.stream = EpisodeStream(redis, run.id)
         self.counts: Counter[str] = Counter()
         self.version, self.step = run.policy_version, run.step
@@ -50,7 +63,7 @@ class RunTrainer:
     async def train(self) -> None:
         try:
             await self.stream.ensure_group()
-            resumed = await resume(self.run, self.settings, self.gateway, self.stream)
+            resumed = await resume(self.run, self.settings, self.gateway, self.stream, self.replicas)
             self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
             self.counts, self.reclaimed = resumed.counts, resumed.reclaimed
             if self.version == 0 and self.cfg.swap_after_update:
@@ -68,6 +81,11 @@ class RunTrainer:
                 await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.failed, error=repr(exc)))
             except Exception:  # the gateway may be down or the run already ended; the trainer lives on
                 log.exception("could not report the failure of run %s", self.run.id)
+        finally:
+            if self.replicas is not None and self.policy is not None:
+                self.replicas.broadcast(Message("release"))  # the other ranks free their copy too
+            if self.generator is not None:
+                await self.generator.aclose()
 
     async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str], list[str]]:
         """Read until ``groups_per_step`` fresh, informative groups are in hand: (groups, their entry
@@ -108,7 +126,8 @@ class RunTrainer:
         started = time.perf_counter()
         groups, entry_ids, dropped_ids = await self.collect(policy)
         waited = time.perf_counter() - started
-        result = await asyncio.to_thread(policy.update, groups)
+        async with self._cores():
+            result = await asyncio.to_thread(policy.update, groups)
         step, version = self.step + 1, self.version + 1
         self.counts["groups_trained"] += len(groups)
         rewards = [e.reward for g in groups for e in g.episodes if e.reward is not None]
@@ -145,6 +164,24 @@ class RunTrainer:
                 swap.seconds,
             )
         log.info("run %s: step %d loss %.4f mean score %s", self.run.id, step, result.loss, report.mean_score)
+
+    @contextlib.asynccontextmanager
+    async def _cores(self) -> AsyncIterator[None]:
+        """Hold a colocated generator's generation for the update; if it cannot be held, train anyway."""
+        if self.generator is None:
+            yield
+            return
+        try:
+            await self.generator.hold(self.settings.hold_seconds)
+        except Exception as exc:
+            log.warning("could not hold the colocated generator (%r); updating beside it", exc)
+        try:
+            yield
+        finally:
+            try:
+                await self.generator.release()
+            except Exception as exc:  # its lease ends the hold anyway
+                log.warning("could not release the colocated generator (%r)", exc)
 
     async def _call(self, coro: Awaitable[T]) -> T:
         """A gateway call; 409 means the run ended elsewhere."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import time
@@ -12,7 +13,9 @@ from typing import Any
 import torch
 
 from services.trainer import losses
-from services.trainer.selection import select_pair, with_advantages
+from services.trainer.metrics import Metrics
+from services.trainer.parallel import Message, Replicas
+from services.trainer.selection import Pair, select_pair, with_advantages
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.modeling import resolve_model
 from shared.schemas import Episode, EpisodeGroup, WeightMode
@@ -28,13 +31,22 @@ class Policy:
     """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
 
     def __init__(
-        self, model_name: str, cfg: TrainerConfig, answer_tokens: int = 160, weights: Path | None = None
+        self,
+        model_name: str,
+        cfg: TrainerConfig,
+        answer_tokens: int = 160,
+        weights: Path | None = None,
+        replicas: Replicas | None = None,
     ) -> None:
-        """``weights``: a checkpoint to resume from; the reference stays the starting policy either way."""
+        """``weights``: a checkpoint to resume from; the reference stays the starting policy either way.
+        ``replicas``: data parallel under ``accelerate launch`` (rank 0 tells the others to load the same)."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.cfg, self.answer_tokens = cfg, answer_tokens
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.cfg, self.answer_tokens, self.replicas = cfg, answer_tokens, replicas
+        if replicas is not None and replicas.is_main:
+            replicas.broadcast(Message("load", model_name, cfg, answer_tokens, weights))
+        local = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = replicas.accelerator.device if replicas is not None else local
         base = resolve_model(model_name)
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.lora = cfg.weight_mode is WeightMode.lora
@@ -52,7 +64,11 @@ class Policy:
                 start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
             self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
+        self.optimizer: Any = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
+        # ``engine`` is what the loss runs through: the model itself, or its DDP / DeepSpeed wrapper.
+        self.engine: Any = self.model
+        if replicas is not None:
+            self.engine, self.optimizer = replicas.accelerator.prepare(self.model, self.optimizer)
         self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
 
@@ -97,25 +113,90 @@ class Policy:
         return bool(with_advantages(group, algo.scale_rewards))
 
     def update(self, groups: list[EpisodeGroup]) -> UpdateResult:
+        """One optimizer step over ``groups``, in micro-batches whose gradients add up to the whole batch's."""
         started = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
+        mine, weight = groups, 1.0
+        if self.replicas is not None:
+            if self.replicas.is_main:
+                self.replicas.broadcast(Message("update", groups=groups))
+            # A rank without a share still runs a forward (DDP's all-reduce needs every rank), at weight 0.
+            mine = self.replicas.share(groups)
+            mine, weight = (mine, 1.0) if mine else (groups[:1], 0.0)
+        chunks = self._micro_batches(self._items(mine))
+        units = [self._units(c) * weight for c in chunks]
+        # Each chunk's loss is a mean over its units (pairs, sequences or tokens); weighted by its share of
+        # all units, on every rank (× world: the all-reduce averages), the gradients sum to the batch mean's.
+        total, world = sum(units), 1
+        if self.replicas is not None:
+            total, world = self.replicas.total(total), self.replicas.world
+        loss_value, metrics = 0.0, Metrics()
+        for i, (chunk, chunk_units) in enumerate(zip(chunks, units, strict=True)):
+            with self._no_sync(last=i == len(chunks) - 1):
+                loss, chunk_metrics = self._loss(chunk)
+                scaled = loss * (chunk_units * world / max(total, 1e-9))
+                self._backward(scaled)
+            loss_value += float(scaled.detach())
+            metrics.add(chunk_metrics, chunk_units or 1.0)
+        grad_norm = self._step()
+        if self.replicas is not None:
+            loss_value = self.replicas.total(loss_value) / world
+        seconds = time.perf_counter() - started
+        summary = metrics.summary()
+        summary.update(
+            tokens_per_second=summary.get("completion_tokens", 0.0) / max(seconds, 1e-9),
+            loss=loss_value,
+            grad_norm=grad_norm,
+            micro_batches=float(len(chunks)),
+            update_seconds=seconds,
+        )
+        return UpdateResult(loss_value, summary)
+
+    def _items(self, groups: list[EpisodeGroup]) -> list[Any]:
+        """What the loss is over: DPO's pairs, or GRPO's episodes with their advantages."""
         algo = self.cfg.algorithm
         if isinstance(algo, DPOConfig):
-            loss, metrics = self._dpo(groups, algo)
+            return [p for g in groups if (p := select_pair(g, algo.max_length_diff_words)) is not None]
+        return [e for g in groups for e in with_advantages(g, algo.scale_rewards)]
+
+    def _micro_batches(self, items: list[Any]) -> list[list[Any]]:
+        per = self.cfg.micro_batch_size
+        if isinstance(self.cfg.algorithm, DPOConfig):
+            per = max(1, per // 2)  # a pair is two sequences
+        return [items[i : i + per] for i in range(0, len(items), per)] or [items]
+
+    def _units(self, chunk: list[Any]) -> float:
+        """What a chunk's loss is a mean over: tokens for ``dapo``, else sequences (GRPO) or pairs (DPO)."""
+        algo = self.cfg.algorithm
+        if isinstance(algo, GRPOConfig) and algo.loss_type == "dapo":
+            return float(sum(len(self.token_ids(e)[1]) for e in chunk))
+        return float(len(chunk))
+
+    def _loss(self, chunk: list[Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        algo = self.cfg.algorithm
+        return self._dpo(chunk, algo) if isinstance(algo, DPOConfig) else self._grpo(chunk, algo)
+
+    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Data parallel: all-reduce once, on the last micro-batch (every rank has exactly one such)."""
+        if self.replicas is None or last:
+            return contextlib.nullcontext()
+        return self.replicas.accelerator.no_sync(self.engine)  # type: ignore[no-any-return]
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.replicas is None:
+            loss.backward()
         else:
-            loss, metrics = self._grpo(groups, algo)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            self.replicas.accelerator.backward(loss)
+
+    def _step(self) -> float:
+        """Clip and step; through accelerate when data parallel."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.replicas is None:
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        else:
+            grad_norm = self.replicas.accelerator.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
-        seconds = time.perf_counter() - started
-        metrics.update(self._last)
-        metrics.update(
-            tokens_per_second=self._last.get("completion_tokens", 0.0) / max(seconds, 1e-9),
-            loss=float(loss.detach()),
-            grad_norm=float(grad_norm),
-            update_seconds=time.perf_counter() - started,
-        )
-        return UpdateResult(float(loss.detach()), metrics)
+        return float(grad_norm) if grad_norm is not None else 0.0
 
     def token_ids(self, e: Episode) -> tuple[list[int], list[int]]:
         """The generator's own token ids; a teacher's answer (text only) is tokenized here, as the policy would."""
@@ -136,25 +217,25 @@ class Policy:
         ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
         ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
         logps, entropy = losses.token_logprobs(model, ids, attention)
-        if model is self.model and record:
+        if model is self.engine and record:
             tokens = mask.sum().clamp(min=1.0)
             self._last = {"entropy": float((entropy * mask).sum() / tokens), "completion_tokens": float(mask.sum())}
         return logps, mask
 
-    def _dpo(self, groups: list[EpisodeGroup], algo: DPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-        pairs = [p for g in groups if (p := select_pair(g, algo.max_length_diff_words)) is not None]
+    def _dpo(self, pairs: list[Pair], algo: DPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean loss over the pairs, and metrics."""
         episodes = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-        logps, mask = self._logps(self.model, episodes)
+        logps, mask = self._logps(self.engine, episodes)
         ref_logps = self.reference_logps(episodes)
         seq, ref_seq = (logps * mask).sum(1), (ref_logps * mask).sum(1)
         n = len(pairs)
         loss, margin = losses.dpo_loss(seq[:n], seq[n:], ref_seq[:n], ref_seq[n:], algo.beta)
         kl = float((losses.k3_kl(logps.detach(), ref_logps) * mask).sum() / mask.sum().clamp(min=1.0))
-        return loss, {"pairs": float(n), "reward_margin": float(margin), "kl_reference": kl}
+        return loss, {"pairs": float(n), "reward_margin": float(margin), "kl_reference": kl, **self._last}
 
-    def _grpo(self, groups: list[EpisodeGroup], algo: GRPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
-        episodes = [e for g in groups for e in with_advantages(g, algo.scale_rewards)]
-        logps, mask = self._logps(self.model, episodes)
+    def _grpo(self, episodes: list[Episode], algo: GRPOConfig) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean loss over the episodes' sequences (tokens for ``dapo``), and metrics."""
+        logps, mask = self._logps(self.engine, episodes)
         # Behaviour log-probs come from the generator; an endpoint that returned none is taken as on-policy.
         old = logps.detach().clone()
         for i, e in enumerate(episodes):
@@ -176,4 +257,4 @@ class Policy:
         }
         if ref_logps is not None:
             metrics["kl_reference"] = float((losses.k3_kl(logps.detach(), ref_logps) * mask).sum() / tokens)
-        return loss, metrics
+        return loss, {**metrics, **self._last}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from services.trainer.checkpoint import latest_checkpoint, load_trainer_state
+from services.trainer.parallel import Replicas
 from services.trainer.policy import Policy
 from shared.api import RunRead, StepReport
 from shared.clients.gateway import GatewayClient
@@ -47,17 +48,23 @@ def trainer_state(
     }
 
 
-async def resume(run: RunRead, settings: TrainerSettings, gateway: GatewayClient, stream: EpisodeStream) -> Resumed:
+async def resume(
+    run: RunRead,
+    settings: TrainerSettings,
+    gateway: GatewayClient,
+    stream: EpisodeStream,
+    replicas: Replicas | None = None,
+) -> Resumed:
     answer_tokens = run.config.selfplay.max_answer_tokens
     found = latest_checkpoint(Path(settings.checkpoint_dir), run.id)
     if found is None or found[1].version < run.policy_version or (run.policy_version == 0 and found is None):
         if run.policy_version > 0:
             raise RuntimeError(f"run {run.id} is at v{run.policy_version} but no checkpoint of it is on disk")
-        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens)
+        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, None, replicas)
         resumed = Resumed(policy, run.step, run.policy_version)
     else:
         folder, manifest = found
-        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, folder)
+        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, folder, replicas)
         state = await asyncio.to_thread(load_trainer_state, folder) or {}
         if "policy" in state:
             policy.load_state(state["policy"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.clients.http import ServiceClient
-from shared.schemas import PolicyVersion, SwapRequest
+from shared.schemas import GenerationHold, HoldRequest, PolicyVersion, SwapRequest
 
 
 class GeneratorClient(ServiceClient):
@@ -15,3 +15,11 @@ class GeneratorClient(ServiceClient):
             "POST", "/v1/policy/swap", json=request.model_dump(mode="json"), timeout=timeout_s
         )
         return PolicyVersion.model_validate(response.json())
+
+    async def hold(self, seconds: float) -> GenerationHold:
+        """Pause generation (a lease of ``seconds``) while a colocated trainer updates."""
+        body = HoldRequest(seconds=seconds).model_dump(mode="json")
+        return GenerationHold.model_validate((await self.request("POST", "/v1/policy/hold", json=body)).json())
+
+    async def release(self) -> GenerationHold:
+        return GenerationHold.model_validate((await self.request("DELETE", "/v1/policy/hold")).json())

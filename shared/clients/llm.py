@@ -131,10 +131,19 @@ class ChatClient:
         return cls(endpoint.base_url, endpoint.model, key, timeout_s, max_parallel, endpoint.structured_output)
 
     async def sample(
-        self, messages: list[ChatMessage], n: int, max_tokens: int, temperature: float, with_tokens: bool = True
+        self,
+        messages: list[ChatMessage],
+        n: int,
+        max_tokens: int,
+        temperature: float,
+        with_tokens: bool = True,
+        seed: int | None = None,
     ) -> Sampled:
-        """n answers in one request; ``with_tokens`` asks for token ids and log-probs (vLLM extensions)."""
+        """n answers in one request; ``with_tokens`` asks for token ids and log-probs (vLLM extensions);
+        a ``seed`` makes the draw repeatable on the same weights (evaluations)."""
         extra: dict[str, Any] = {"logprobs": True, "extra_body": {"return_token_ids": True}} if with_tokens else {}
+        if seed is not None:
+            extra["seed"] = seed
         async with self._slots:
             response = await self._completions.create(
                 model=self.model,

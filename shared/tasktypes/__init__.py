@@ -12,6 +12,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.schemas import ChatMessage
+
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 
 
@@ -36,6 +38,10 @@ class TaskType(BaseModel):
     """The proposer also states machine-checkable constraints (length, must / must-not mention)."""
     max_answer_tokens: int | None = Field(default=None, ge=8)
     """This type's answer budget (e.g. longer creative pieces) unless the run sets ``max_answer_tokens``."""
+
+    def solve_messages(self, prompt: str) -> list[ChatMessage]:
+        """What a solver sees: this type's brief and the task. The document never enters these messages."""
+        return [ChatMessage(role="system", content=self.answer_prompt), ChatMessage(role="user", content=prompt)]
 
 
 class TaskTypeError(ValueError):

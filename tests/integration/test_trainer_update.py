@@ -20,33 +20,9 @@ from services.trainer.offline import train_offline
 from services.trainer.policy import Policy
 from shared.config import DPOConfig, GRPOConfig, RunConfig, TrainerConfig
 from shared.files import sha256_file
-from shared.schemas import ChatMessage, Completion, Episode, EpisodeGroup, Task
+from shared.schemas import Completion
 from shared.streams import EpisodeStream
-
-
-def make_group(policy: Policy, rewards: list[float], with_logprobs: bool) -> EpisodeGroup:
-    task = Task(document_id="health-001", prompt="Name one organ of the body.")
-    messages = [ChatMessage(role="user", content=task.prompt)]
-    prompt_ids = policy.tokenizer.apply_chat_template([m.model_dump() for m in messages], add_generation_prompt=True)
-    if not isinstance(prompt_ids, list):
-        prompt_ids = prompt_ids["input_ids"]
-    episodes = []
-    for i, reward in enumerate(rewards):
-        text = ["The heart.", "Lungs.", "The liver filters blood.", "Skin"][i % 4]
-        ids = policy.tokenizer.encode(text, add_special_tokens=False)
-        logprobs = [-1.0] * len(ids) if with_logprobs else []
-        episodes.append(
-            Episode(
-                run_id="r",
-                task_id=task.id,
-                policy_version=0,
-                prompt_messages=messages,
-                prompt_token_ids=list(prompt_ids),
-                completion=Completion(text=text, token_ids=ids, logprobs=logprobs),
-                reward=reward,
-            )
-        )
-    return EpisodeGroup(run_id="r", task=task, document_id=task.document_id, policy_version=0, episodes=episodes)
+from tests.integration.groups import make_group
 
 
 def snapshot(policy: Policy) -> dict[str, torch.Tensor]:

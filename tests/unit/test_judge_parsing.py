@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from services.judge import prompts
 from services.judge.grader import merge
-from services.judge.rubric_writer import dedupe, out_of_bounds
+from services.judge.rubric_writer import out_of_bounds
 from services.judge.verdicts import read_verdicts
 from shared.clients.llm import parse_json_object
-from shared.schemas import Criterion, Rubric, WordCountCheck
+from shared.schemas import Criterion, Rubric, WordCountCheck, unique_names
 
 
 def test_parse_json_object_is_tolerant():
@@ -86,5 +86,5 @@ def test_scorer_prompt_never_contains_the_document():
 
 
 def test_repeated_criterion_names_get_suffixes():
-    names = [c.name for c in dedupe([Criterion(name="a"), Criterion(name="a"), Criterion(name="b")])]
+    names = [c.name for c in unique_names([Criterion(name="a"), Criterion(name="a"), Criterion(name="b")])]
     assert names == ["a", "a (2)", "b"]
