@@ -3,9 +3,10 @@ programmatic rubric, is evaluated on held-out tasks it never trained on, before 
 
 The rubric (``configs/learning-check.yaml``) asks for a connective ("also", "however", ...) and for
 5-24 words. It is graded exactly, so the reward is noise-free per answer, and the base policy meets
-each criterion often enough to learn from but far from always. The held-out questions are not from the training corpus; the answers
-are sampled with per-task seeds, so a fixed seed gives one draw per set of weights. The assertion is
-on a paired bootstrap interval over tasks, so a lucky draw cannot pass it.
+each criterion often enough to learn from but far from always. The held-out questions are not from
+the training corpus; the answers are sampled with per-task seeds, so a fixed seed gives one draw per
+set of weights. The assertion is on a paired bootstrap interval over tasks, so a lucky draw cannot
+pass it.
 """
 
 from __future__ import annotations
