@@ -20,13 +20,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
 from cli.stack import LocalStack, StackOptions
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
 from shared.config import RunConfig
 from shared.evaluation import EvalReport, evaluate, load_eval_tasks, paired_gain
-from shared.schemas import Rubric
+from shared.schemas import EpisodeGroup, Rubric
+from shared.streams import stream_key
 from shared.tasktypes import load_task_types
 
 pytestmark = pytest.mark.e2e
@@ -67,6 +69,14 @@ def held_out(stack: LocalStack, config: RunConfig) -> EvalReport:
             await asyncio.gather(llm.aclose(), judge.aclose())
 
     return asyncio.run(run())
+
+
+async def stream_groups(redis_url: str, run_id: str) -> list[EpisodeGroup]:
+    redis = Redis.from_url(redis_url)
+    try:
+        return [EpisodeGroup.model_validate_json(f[b"group"]) for _, f in await redis.xrange(stream_key(run_id))]
+    finally:
+        await redis.aclose()
 
 
 def wait_finished(gateway_url: str, run_id: str, timeout_s: float) -> dict:
@@ -111,6 +121,7 @@ def write_report(before: EvalReport, after: EvalReport, run: dict, seconds: floa
     return text
 
 
+@pytest.mark.timeout(1800)  # about 11 minutes here: 2 held-out evaluations and 8 updates of a real model
 def test_training_on_a_programmatic_rubric_raises_held_out_reward(stack: LocalStack):
     config = RunConfig.from_file(CONFIG)
     before = held_out(stack, config)
@@ -122,6 +133,13 @@ def test_training_on_a_programmatic_rubric_raises_held_out_reward(stack: LocalSt
     run = wait_finished(stack.gateway_url, created.json()["id"], timeout_s=1200)
     seconds = time.monotonic() - started
     assert run["status"] == "completed", run.get("error")
+
+    # Every trained group was graded by the fixed rubric alone, exactly, with no rubric writer.
+    groups = asyncio.run(stream_groups(stack.redis_url, run["id"]))
+    assert groups and all(g.task.rubric is not None for g in groups)
+    names = [c.name for c in config.judge.extra_criteria]
+    assert all([c.name for c in g.task.rubric.criteria] == names for g in groups if g.task.rubric)
+    assert all(v.backend.startswith("programmatic") for g in groups for e in g.episodes for v in e.verdicts)
 
     after = held_out(stack, config)
     assert (after.version, after.run_id) == (config.trainer.max_steps, run["id"])

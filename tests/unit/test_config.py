@@ -61,3 +61,14 @@ roles:
         RunConfig.from_yaml("roles: {solver: {base_url: x, model: m, api_key: sk-live}}")
     with pytest.raises(ValidationError, match="long_documents"):
         RunConfig.from_yaml("selfplay: {long_documents: shred}")
+
+
+def test_learning_check_config_is_a_fixed_programmatic_rubric():
+    config = RunConfig.from_file(ROOT / "configs" / "learning-check.yaml")
+    assert not config.judge.write_rubric
+    assert config.judge.extra_criteria and all(c.programmatic for c in config.judge.extra_criteria)
+
+
+def test_a_fixed_rubric_needs_its_criteria():
+    with pytest.raises(ValidationError, match="write_rubric: false needs extra_criteria"):
+        RunConfig.from_yaml("judge: {write_rubric: false}\n")
