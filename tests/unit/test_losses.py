@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from services.trainer.losses import batch_inputs, dpo_loss, grpo_loss, k3_kl
+from services.trainer.metrics import Metrics
 
 
 def test_dpo_loss_matches_hand_computation():
@@ -77,3 +78,12 @@ def test_k3_kl_and_the_kl_penalty():
     plain, _ = grpo_loss(new, new, torch.tensor([1.0]), mask, 0.2)
     with_kl, _ = grpo_loss(new, new, torch.tensor([1.0]), mask, 0.2, ref_logps=ref, kl_beta=0.1)
     assert float(with_kl) - float(plain) == pytest.approx(0.1 * (math.log(2.0) - 0.5) / 2, rel=1e-5)  # float32
+
+
+def test_micro_batch_metrics_add_counts_and_weight_means():
+    metrics = Metrics()
+    metrics.add({"episodes": 8.0, "completion_tokens": 100.0, "entropy": 2.0, "clip_fraction": 0.0}, weight=8.0)
+    metrics.add({"episodes": 2.0, "completion_tokens": 30.0, "entropy": 3.0, "clip_fraction": 0.5}, weight=2.0)
+    summary = metrics.summary()
+    assert summary["episodes"] == 10.0 and summary["completion_tokens"] == 130.0
+    assert summary["entropy"] == pytest.approx(2.2) and summary["clip_fraction"] == pytest.approx(0.1)
