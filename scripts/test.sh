@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The tests: set up (tiny model only), then lint, type-check and run the whole suite.
+# The tests: set up (the tiny plumbing model, and SmolLM2 for the learning check), then lint,
+# type-check and run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh pop/tiny
+scripts/setup.sh pop/tiny pop/smollm2-135m-instruct
 # shellcheck disable=SC1091
 . "${POP_VENV:-.venv}/bin/activate"
 ruff check .
