@@ -48,6 +48,8 @@ class EvalReport(Schema):
     reward: Interval
     per_task: dict[str, float]
     by_task_type: dict[str, float]
+    by_criterion: dict[str, float] = Field(default_factory=dict)
+    """Share of graded answers rated 2 (fully met) on each criterion."""
 
 
 def load_eval_tasks(path: str | Path = HELDOUT_QA) -> list[EvalTask]:
@@ -103,11 +105,15 @@ async def evaluate(
     if unknown:
         raise ValueError(f"eval tasks name task types that were not loaded: {unknown}")
 
+    met: dict[str, list[bool]] = {}
+
     async def one(index: int, task: EvalTask) -> list[float | None]:
         messages = task_types[task.task_type].solve_messages(task.prompt)
         sampled = await llm.sample(messages, n, max_tokens, temperature, with_tokens=False, seed=seed + index)
         answers = [c.text for c in sampled.completions]
         graded = await judge.grade(GradeRequest(document="", task=task.prompt, answers=answers, rubric=rubric))
+        for verdict in (v for g in graded.grades if g.valid for v in g.verdicts):
+            met.setdefault(verdict.criterion, []).append(verdict.rating == 2)
         return [g.score if g.valid else None for g in graded.grades]
 
     scores = await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks)))
@@ -130,4 +136,5 @@ async def evaluate(
         reward=bootstrap(list(per_task.values()), seed=seed),
         per_task=per_task,
         by_task_type={k: sum(v) / len(v) for k, v in by_type.items()},
+        by_criterion={k: sum(v) / len(v) for k, v in met.items()},
     )

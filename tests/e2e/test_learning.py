@@ -110,6 +110,10 @@ def write_report(before: EvalReport, after: EvalReport, run: dict, seconds: floa
         ),
         "",
         f"Paired gain over {len(after.per_task)} tasks: {gain.mean:+.3f} [{gain.low:+.3f}, {gain.high:+.3f}]",
+        "",
+        "| criterion | met before | met after |",
+        "|---|---|---|",
+        *(f"| {c} | {before.by_criterion.get(c, 0.0):.1%} | {share:.1%} |" for c, share in after.by_criterion.items()),
     ]
     text = "\n".join(lines) + "\n"
     folder = Path(os.environ.get("POP_TEST_ARTIFACTS", ".pop/test-artifacts"))
