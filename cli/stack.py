@@ -139,8 +139,14 @@ class LocalStack:
         os.killpg(proc.pid, sig)
         proc.wait()
 
-    def respawn(self, name: str) -> None:
-        self._spawn(name, [sys.executable, "-m", f"services.{name}"])
+    def respawn(self, name: str, ranks: int = 1) -> None:
+        """Start a killed service again; ``ranks`` > 1 starts the trainer data parallel under torchrun."""
+        launcher = [sys.executable, "-m"]
+        if ranks > 1:
+            if name != "trainer":
+                raise ValueError("only the trainer runs data parallel")
+            launcher += ["torch.distributed.run", f"--nproc_per_node={ranks}", f"--master_port={free_port()}", "-m"]
+        self._spawn(name, [*launcher, f"services.{name}"])
 
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}

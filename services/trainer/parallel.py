@@ -100,4 +100,5 @@ def follow(replicas: Replicas) -> None:
         elif message.kind == "update":
             if policy is None:
                 raise RuntimeError("rank 0 sent an update before a policy was loaded")
-            policy.update(message.groups)
+            result = policy.update(message.groups)
+            log.info("rank %d: update over %d groups, loss %.4f", replicas.rank, len(message.groups), result.loss)

@@ -445,6 +445,27 @@ def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: Loc
     assert killed_at > 0 and states[-1]["counts"]["reclaimed"] >= 1
 
 
+def test_a_data_parallel_trainer_trains_a_run(stack: LocalStack):
+    """The trainer under torchrun on two CPU ranks (gloo): rank 0 claims, reads, checkpoints and
+    swaps; rank 1 takes its share of every update. Then the one-process trainer takes over again."""
+    stack.kill("trainer")
+    stack.respawn("trainer", ranks=2)
+    try:
+        config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+        config["trainer"].update(max_steps=2, groups_per_step=2)
+        created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+        assert created.status_code == 201, created.text
+        seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+        assert run["status"] == "completed", run.get("error")
+        assert [s["step"] for s in run["steps"]] == [1, 2] and seen[-1] == 2
+        log = (stack.logs / "trainer.log").read_text()
+        assert "data parallel: rank 1 of 2" in log
+        assert log.count("rank 1: update over 2 groups") >= 2
+    finally:
+        stack.kill("trainer")
+        stack.respawn("trainer")
+
+
 LORA_RUN: dict[str, str] = {}
 
 
