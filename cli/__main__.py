@@ -1,4 +1,4 @@
-"""``pop``: run the self-play demo, or bring the local stack up."""
+"""``pop``: run the self-play demo, bring the local stack up, drive runs through the gateway."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from cli.runs import checkpoints, run_app, swap
 from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
@@ -20,6 +21,9 @@ from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisRead
 
 app = typer.Typer(help="Rubric-based self-play RL post-training (POP), as services.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.command("checkpoints")(checkpoints)
+app.command("swap")(swap)
 console = Console()
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 

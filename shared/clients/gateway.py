@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.api import (
+    CheckpointRead,
     ClaimRequest,
     FinishReport,
     RunList,
@@ -14,6 +15,7 @@ from shared.api import (
 )
 from shared.clients.http import ServiceClient
 from shared.config import RunConfig
+from shared.schemas import PolicyVersion
 from shared.synthesis import SynthesisRead
 
 
@@ -45,6 +47,13 @@ class GatewayClient(ServiceClient):
 
     async def synthesis(self, run_id: str) -> SynthesisRead:
         return SynthesisRead.model_validate((await self.request("GET", f"/v1/runs/{run_id}/synthesis")).json())
+
+    async def checkpoints(self, run_id: str) -> list[CheckpointRead]:
+        response = await self.request("GET", f"/v1/runs/{run_id}/checkpoints")
+        return [CheckpointRead.model_validate(c) for c in response.json()]
+
+    async def served(self) -> PolicyVersion:
+        return PolicyVersion.model_validate((await self.request("GET", "/v1/generator/weights")).json())
 
     async def stop_run(self, run_id: str) -> RunRead:
         return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/stop")).json())

@@ -17,8 +17,11 @@ from typing import Any
 import httpx
 import pytest
 import torch
+import yaml
 from redis.asyncio import Redis
+from typer.testing import CliRunner
 
+from cli.__main__ import app as cli
 from cli.stack import LocalStack, StackOptions
 from services.judge.prompts import RUBRIC_SYSTEM, SCORE_SYSTEM
 from services.selfplay.filters import DRAW_ENDING_REASONS
@@ -400,6 +403,44 @@ def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
     assert stats["verdict_retries"] > before["verdict_retries"]
     assert stopped.status_code == 200 and stopped.json()["status"] == "stopped"
     assert all(stack.alive().values())
+
+
+def test_the_cli_drives_a_run_from_start_to_stop(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``pop run start / status / watch / stop / list``, ``pop checkpoints`` and ``pop swap``, over HTTP."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables keep whole run ids
+    runner, gw = CliRunner(), ["--gateway", stack.gateway_url]
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["trainer"]["max_steps"] = 50  # still running when the CLI stops it
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    started = runner.invoke(cli, ["run", "start", str(path), *gw])
+    assert started.exit_code == 0, started.output
+    run_id = started.output.strip().splitlines()[-1]
+    deadline = time.monotonic() + 300
+    while httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()["step"] < 1:
+        assert time.monotonic() < deadline, "no step within 300 s"
+        time.sleep(0.5)
+    status = runner.invoke(cli, ["run", "status", run_id, *gw])
+    assert status.exit_code == 0 and "running" in status.output and "policy version" in status.output
+    listed = runner.invoke(cli, ["checkpoints", run_id, *gw])
+    assert listed.exit_code == 0 and str(Path(stack.checkpoint_dir) / run_id / "v000001") in listed.output
+    swapped = runner.invoke(cli, ["swap", "1", "--run", run_id, *gw])
+    assert swapped.exit_code == 0 and f"serves v1 of run {run_id}" in swapped.output, swapped.output
+
+    stopped = runner.invoke(cli, ["run", "stop", run_id, *gw])
+    assert stopped.exit_code == 0 and "stopped" in stopped.output
+    watched = runner.invoke(cli, ["run", "watch", run_id, "--interval", "0.2", *gw])
+    assert watched.exit_code == 1 and "stopped" in watched.output  # ended, but not completed
+    runs = runner.invoke(cli, ["run", "list", "--status", "stopped", *gw])
+    assert runs.exit_code == 0 and run_id in runs.output
+
+    missing = runner.invoke(cli, ["run", "status", "no-such-run", *gw])
+    assert missing.exit_code == 1 and "404" in missing.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: {max_steps: 0}\n")
+    invalid = runner.invoke(cli, ["run", "start", str(bad), *gw])
+    assert invalid.exit_code == 2 and "max_steps" in invalid.output
 
 
 def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: LocalStack, redis_url: str):
