@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from redis.asyncio import Redis
 from rich.console import Console
-from rich.table import Table
 
-from cli.runs import checkpoints, run_app, swap
+from cli.runs import checkpoints, print_run, run_app, swap
 from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
@@ -26,19 +25,6 @@ app.command("checkpoints")(checkpoints)
 app.command("swap")(swap)
 console = Console()
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-
-
-def _print_steps(run: RunRead) -> None:
-    table = Table(title=f"run {run.id} ({run.name}): {run.status.value}")
-    for col in ("step", "policy version", "mean score", "loss", "groups", "seconds"):
-        table.add_column(col, justify="right")
-    for s in run.steps:
-        score = "-" if s.mean_score is None else f"{s.mean_score:.3f}"
-        table.add_row(
-            str(s.step), str(s.policy_version), score, f"{s.metrics.get('loss', float('nan')):.4f}",
-            str(int(s.metrics.get("groups", 0))), f"{s.metrics.get('step_seconds', 0.0):.1f}",
-        )  # fmt: skip
-    console.print(table)
 
 
 def _print_synthesis(synthesis: SynthesisRead) -> None:
@@ -88,7 +74,7 @@ def demo(
         run, synthesis = asyncio.run(_watch(stack.gateway_url, run_config, stack, timeout))
     finally:
         stack.stop()
-    _print_steps(run)
+    print_run(run)
     _print_synthesis(synthesis)
     console.print(f"checkpoints: {run.checkpoint_dir}")
     if run.status.value != "completed":

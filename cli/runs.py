@@ -47,12 +47,13 @@ def print_run(run: RunRead) -> None:
     table = Table(
         title=f"run {run.id} ({run.name}): {run.status.value}, step {run.step}/{run.config.trainer.max_steps}"
     )
-    for column in ("step", "policy version", "mean score", "loss", "seconds"):
+    for column in ("step", "policy version", "mean score", "loss", "groups", "seconds"):
         table.add_column(column, justify="right")
     for s in run.steps:
         table.add_row(
             str(s.step), str(s.policy_version), "-" if s.mean_score is None else f"{s.mean_score:.3f}",
-            f"{s.metrics.get('loss', float('nan')):.4f}", f"{s.metrics.get('step_seconds', 0.0):.1f}",
+            f"{s.metrics.get('loss', float('nan')):.4f}", str(int(s.metrics.get("groups", 0))),
+            f"{s.metrics.get('step_seconds', 0.0):.1f}",
         )  # fmt: skip
     console.print(table)
     if run.error:
