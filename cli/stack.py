@@ -50,6 +50,8 @@ class StackOptions:
     redis_url: str | None = field(default_factory=lambda: os.environ.get("REDIS_URL"))
     database_url: str | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    api_token: str | None = None
+    """When set, the gateway requires it for changes, and the trainer and producer send it."""
     start_timeout_s: float = 600.0
 
 
@@ -59,7 +61,7 @@ class LocalStack:
         self.home = options.home.resolve()
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {name: free_port() for name in ("generator", "judge", "gateway")}
+        self.ports = {name: free_port() for name in ("generator", "judge", "gateway", "selfplay", "trainer")}
         self.generator_url = f"http://127.0.0.1:{self.ports['generator']}"
         self.judge_url = f"http://127.0.0.1:{self.ports['judge']}"
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
@@ -82,14 +84,27 @@ class LocalStack:
             "POP_GATEWAY_PORT": str(self.ports["gateway"]),
             "POP_GATEWAY_DATABASE_URL": db,
             "POP_GATEWAY_GENERATOR_URL": self.generator_url,
+            "POP_SELFPLAY_PORT": str(self.ports["selfplay"]),
             "POP_SELFPLAY_GATEWAY_URL": self.gateway_url,
             "POP_SELFPLAY_GENERATOR_URL": self.generator_url,
             "POP_SELFPLAY_JUDGE_URL": self.judge_url,
+            "POP_TRAINER_PORT": str(self.ports["trainer"]),
             "POP_TRAINER_GATEWAY_URL": self.gateway_url,
             "POP_TRAINER_CHECKPOINT_DIR": str(self.checkpoint_dir),
             # One machine: the trainer's updates get the cores while generation is held.
             "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_url,
+            **self._token_env(),
             **self.o.extra_env,
+        }
+
+    def _token_env(self) -> dict[str, str]:
+        token = self.o.api_token
+        if not token:
+            return {}
+        return {
+            "POP_GATEWAY_API_TOKENS": token,
+            "POP_TRAINER_GATEWAY_TOKEN": token,
+            "POP_SELFPLAY_GATEWAY_TOKEN": token,
         }
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -132,6 +147,8 @@ class LocalStack:
         self._wait_http("judge", f"{self.judge_url}/healthz")
         self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])
         self._spawn("trainer", [sys.executable, "-m", "services.trainer"])
+        for name in ("selfplay", "trainer"):  # their ops endpoints: up once the process serves
+            self._wait_http(name, f"http://127.0.0.1:{self.ports[name]}/healthz")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         """Kill one service outright (fault tests); ``respawn`` starts it again."""

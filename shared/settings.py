@@ -8,9 +8,10 @@ deployments expect.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path(".pop")
 
@@ -79,12 +80,37 @@ class GatewaySettings(ServiceSettings):
     generator_url: str = "http://127.0.0.1:8000"
     redis_url: str = _redis_field()
     swap_timeout_s: float = 180.0
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted besides the database's, comma separated (from a Secret). With none "
+        "here and none in the database, the API is open, and the gateway says so in its log.",
+    )
+    api_token_hashes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SHA-256 hex digests of further accepted tokens, comma separated."
+    )
+    auth_reads: bool = Field(default=False, description="Require a token for reads (GET) too, not only changes.")
+
+    @field_validator("api_tokens", "api_token_hashes", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
+
+
+def _gateway_token_field() -> SecretStr | None:
+    return Field(default=None, description="Bearer token for the gateway's API, when it requires one.")
 
 
 class SelfPlaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_SELFPLAY_", extra="ignore", populate_by_name=True)
 
+    port: int = Field(default=8300, description="Ops endpoints (/healthz, /readyz, /metrics).")
+
     gateway_url: str = "http://127.0.0.1:8080"
+    gateway_token: SecretStr | None = _gateway_token_field()
     generator_url: str = "http://127.0.0.1:8000"
     generator_model: str = "policy"
     judge_url: str = "http://127.0.0.1:8100"
@@ -96,7 +122,10 @@ class SelfPlaySettings(ServiceSettings):
 class TrainerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_TRAINER_", extra="ignore", populate_by_name=True)
 
+    port: int = Field(default=8200, description="Ops endpoints (/healthz, /readyz, /metrics), served by rank 0.")
+
     gateway_url: str = "http://127.0.0.1:8080"
+    gateway_token: SecretStr | None = _gateway_token_field()
     redis_url: str = _redis_field()
     checkpoint_dir: Path = Field(default=DEFAULT_HOME / "checkpoints", description="Shared storage.")
     consumer_name: str = Field(default="trainer-0", description="Redis consumer name within the group.")

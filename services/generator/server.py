@@ -6,6 +6,7 @@ pause, reload and resume it directly: the weight-reload RPC is never exposed ove
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from argparse import Namespace
@@ -21,6 +22,7 @@ from shared.schemas import GenerationHold, HoldRequest, PolicyVersion, SwapReque
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["policy"])
+HEALTH_TIMEOUT_S = 5.0
 
 
 def get_swapper(request: Request) -> WeightSwapper:
@@ -60,10 +62,31 @@ async def release_generation(swapper: Swapper) -> GenerationHold:
     return GenerationHold(held=False)
 
 
-@router.get("/readyz")
+async def _engine_failure(swapper: WeightSwapper) -> str | None:
+    try:
+        await asyncio.wait_for(swapper.engine.check_health(), HEALTH_TIMEOUT_S)
+    except Exception as exc:  # EngineDeadError, or no answer in time
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@router.get("/healthz", responses={503: {}})
+async def healthz(swapper: Swapper) -> JSONResponse:
+    """Alive while the engine answers its health check (vLLM's ``/health`` without the instrumentation)."""
+    failure = await _engine_failure(swapper)
+    if failure is not None:
+        return problem(503, "Engine unhealthy", failure)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", responses={503: {}})
 async def ready(swapper: Swapper) -> JSONResponse:
+    """Ready when the engine answers and the served weights are whole."""
     if not swapper.healthy:
         return problem(503, "Generator unhealthy", "a failed swap could not restore the old weights")
+    failure = await _engine_failure(swapper)
+    if failure is not None:
+        return problem(503, "Engine unhealthy", failure)
     return JSONResponse({"status": "ok", "version": swapper.current.version})
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.generator import metrics
 from shared.files import sha256_file
 from shared.schemas import PolicyVersion, SwapRequest, WeightMode
 
@@ -56,6 +57,7 @@ class WeightSwapper:
         self.base_model_path = base_model_path
         self.served_name = served_name
         self.current = PolicyVersion(version=0, model=served_name, checkpoint_path=None)
+        metrics.POLICY_VERSION.set(0)
         self._lock = asyncio.Lock()
         self.healthy = True
         self.models: Any = None
@@ -158,6 +160,21 @@ class WeightSwapper:
             await self.engine.remove_lora(lora_id)
 
     async def swap(self, request: SwapRequest) -> PolicyVersion:
+        """Serve the checkpoint ``request`` names; every attempt is counted and timed, by outcome."""
+        started = time.perf_counter()
+        status: int | None = 500  # an exception other than SwapError counts as a failure
+        try:
+            served = await self._swap(request)
+            status = None
+            return served
+        except SwapError as exc:
+            status = exc.status
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            metrics.record_swap(request.mode.value, metrics.swap_outcome(status), seconds, self.current.version)
+
+    async def _swap(self, request: SwapRequest) -> PolicyVersion:
         path = await asyncio.to_thread(lambda: Path(request.path).resolve())
         await asyncio.to_thread(check_checkpoint, path, request.checksum, request.mode)
         if request.mode is WeightMode.lora:

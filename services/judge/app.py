@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from services.judge.grader import EndpointRefused, Grader, RubricError
 from shared.clients.llm import ChatClient
+from shared.observability import http_check, instrument, metrics_response, readiness
 from shared.problems import ProblemError, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
 from shared.settings import JudgeSettings
@@ -41,6 +43,10 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="POP judge", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
+    registry = instrument(app, "judge")
+    llm_models = http_check(
+        f"{settings.llm_base_url.rstrip('/')}/models", {"Authorization": f"Bearer {settings.llm_api_key}"}
+    )
 
     @app.post("/v1/grade", response_model=GradeResponse, responses={403: {}, 422: {}, 502: {}})
     async def grade(body: GradeRequest, grader: Annotated[Grader, Depends(get_grader)]) -> GradeResponse:
@@ -57,6 +63,15 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "schema_version": SCHEMA_VERSION}
+
+    @app.get("/readyz", responses={503: {}})
+    async def readyz() -> JSONResponse:
+        """Ready when the judging LLM endpoint answers (teachers a request names are not probed)."""
+        return await readiness({"llm": llm_models})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(grader: Annotated[Grader, Depends(get_grader)]) -> Response:
+        return metrics_response(registry, grader.stats.registry())
 
     @app.get("/v1/stats")
     async def stats(grader: Annotated[Grader, Depends(get_grader)]) -> dict[str, object]:

@@ -56,9 +56,12 @@ async def write_rubric(
         if reason is None and data is not None:
             try:
                 criteria = [Criterion.model_validate({**c, "name": str(c["name"]).strip()}) for c in data["criteria"]]
-                return Rubric(criteria=unique_names(criteria))
+                rubric = Rubric(criteria=unique_names(criteria))
+                stats.rubrics_written += 1
+                return rubric
             except ValidationError:
                 reason = "invalid_criterion"
         stats.count(f"rubric_{reason}")
         log.info("rubric attempt %d rejected (%s): %.200s", attempt + 1, reason, raw)
+    stats.rubrics_failed += 1
     raise RubricError(f"no valid rubric after {retries + 1} attempts")

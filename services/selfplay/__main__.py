@@ -8,22 +8,24 @@ import logging
 
 from redis.asyncio import Redis
 
+from services.selfplay.ops import SelfPlayMetrics, selfplay_ops
 from services.selfplay.producer import RunProducer
 from shared.api import FinishReport, RunRead, RunStatus
 from shared.clients.gateway import GatewayClient
 from shared.logs import setup_logging
-from shared.settings import SelfPlaySettings
+from shared.observability import serve_ops
+from shared.settings import SelfPlaySettings, reveal
 
 log = logging.getLogger("selfplay")
 
 
 async def start_producer(
-    run: RunRead, settings: SelfPlaySettings, redis: Redis, gateway: GatewayClient
+    run: RunRead, settings: SelfPlaySettings, redis: Redis, gateway: GatewayClient, metrics: SelfPlayMetrics
 ) -> RunProducer | None:
     """A producer for ``run``; a run it cannot feed (no corpus, unknown task type) is failed, with why."""
     try:
         # Off the loop: indexing a large corpus the first time takes a while.
-        return await asyncio.to_thread(RunProducer, run, settings, redis)
+        return await asyncio.to_thread(RunProducer, run, settings, redis, metrics)
     except (OSError, ValueError) as exc:  # FileNotFoundError, TaskTypeError, unset API key variable
         log.error("run %s cannot be produced: %s", run.id, exc)
         try:
@@ -33,10 +35,22 @@ async def start_producer(
         return None
 
 
-async def supervise(settings: SelfPlaySettings) -> None:
-    """Start a producer for each running run and cancel it once the run ends."""
-    gateway = GatewayClient(settings.gateway_url)
+async def serve(settings: SelfPlaySettings) -> None:
+    """Supervise the producers, with the ops endpoints beside; a port it cannot bind stops it."""
+    gateway = GatewayClient(settings.gateway_url, token=reveal(settings.gateway_token))
     redis = Redis.from_url(settings.redis_url)
+    metrics = SelfPlayMetrics()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(serve_ops(selfplay_ops(settings, redis, metrics), settings.host, settings.port))
+            tasks.create_task(supervise(settings, gateway, redis, metrics))
+    finally:
+        await gateway.aclose()
+        await redis.aclose()
+
+
+async def supervise(settings: SelfPlaySettings, gateway: GatewayClient, redis: Redis, metrics: SelfPlayMetrics) -> None:
+    """Start a producer for each running run and cancel it once the run ends."""
     active: dict[str, tuple[RunProducer, asyncio.Task[None]]] = {}
     try:
         while True:
@@ -47,7 +61,7 @@ async def supervise(settings: SelfPlaySettings) -> None:
                 running = {rid: producer.run for rid, (producer, _) in active.items()}
             for run_id, run in running.items():
                 if run_id not in active:
-                    producer = await start_producer(run, settings, redis, gateway)
+                    producer = await start_producer(run, settings, redis, gateway, metrics)
                     if producer is not None:
                         active[run_id] = (producer, asyncio.create_task(producer.run_forever()))
                         log.info("producing for run %s", run_id)
@@ -58,19 +72,18 @@ async def supervise(settings: SelfPlaySettings) -> None:
                     await task
                 await producer.aclose()
                 log.info("run %s ended; producer stopped: %s", run_id, dict(producer.counts))
+            metrics.active_runs.set(len(active))
             await asyncio.sleep(settings.poll_interval_s)
     finally:
         for producer, task in active.values():
             task.cancel()
             await producer.aclose()
-        await gateway.aclose()
-        await redis.aclose()
 
 
 def main() -> None:
     settings = SelfPlaySettings()
     setup_logging("selfplay", settings.log_level)
-    asyncio.run(supervise(settings))
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

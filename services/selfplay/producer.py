@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 
 from redis.asyncio import Redis
 
 from services.selfplay import filters
 from services.selfplay.corpus import CorpusSampler, Drawn, TaskMix
+from services.selfplay.ops import SelfPlayMetrics
 from services.selfplay.propose import constraint_criteria, propose_once, render_constraints
 from services.selfplay.solve import solve, solve_messages
 from shared.api import RunRead
@@ -37,7 +39,9 @@ RECENT_TASKS = 64
 class RunProducer:
     """Feeds one run until cancelled; ``counts`` mirrors what this replica added to the ledger."""
 
-    def __init__(self, run: RunRead, settings: SelfPlaySettings, redis: Redis) -> None:
+    def __init__(
+        self, run: RunRead, settings: SelfPlaySettings, redis: Redis, metrics: SelfPlayMetrics | None = None
+    ) -> None:
         self.run, self.cfg, self.roles = run, run.config.selfplay, run.config.roles
         self.task_types: dict[str, TaskType] = load_task_types(self.cfg.task_mix, self.cfg.task_dirs)
         self.mix = TaskMix(self.cfg.task_mix, self.cfg.seed)
@@ -56,6 +60,7 @@ class RunProducer:
         self.generator = GeneratorClient(settings.generator_url)
         self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=timeout)
         self.counts: Counter[str] = Counter()
+        self.metrics = metrics or SelfPlayMetrics()
 
     def _client(self, endpoint: ModelEndpoint | None, timeout: float) -> ChatClient:
         return self.policy_llm if endpoint is None else ChatClient.for_endpoint(endpoint, timeout)
@@ -77,9 +82,12 @@ class RunProducer:
             try:
                 if await self.stream.backlog() >= self.cfg.max_stream_groups:
                     self.counts["throttled"] += 1
+                    self.metrics.throttled.labels(self.run.id).inc()
                     await asyncio.sleep(0.5)
                     continue
-                await self.produce_group()
+                started = time.perf_counter()
+                if await self.produce_group() is not None:
+                    self.metrics.group_seconds.observe(time.perf_counter() - started)
             except Exception as exc:  # httpx, openai and redis each raise their own types
                 # A service hiccup costs this document, never the producer: count it and go on.
                 log.warning("run %s: group failed: %r", self.run.id, exc)
@@ -89,6 +97,7 @@ class RunProducer:
 
     async def reject(self, reason: str) -> None:
         self.counts[f"filtered:{reason}"] += 1
+        self.metrics.filtered.labels(self.run.id, reason).inc()
         await self.ledger.filtered(reason)
 
     async def next_document(self) -> tuple[Drawn, TaskType, str | None]:
@@ -212,6 +221,7 @@ class RunProducer:
 
     async def _made(self, group: EpisodeGroup) -> None:
         self.counts["groups"] += 1
+        self.metrics.groups.labels(self.run.id, group.task.task_type).inc()
         await self.ledger.group_made(group.task.task_type)
         recent = await self.ledger.recent_tasks(RECENT_TASKS)
         await self.ledger.set_gauges({"task_distinct_2_recent": distinct_n(recent)})

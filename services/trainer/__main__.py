@@ -14,35 +14,52 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from services.trainer.loop import RunTrainer
+from services.trainer.ops import TrainerMetrics, trainer_ops
 from services.trainer.parallel import Message, Replicas, follow, start
 from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
 from shared.logs import setup_logging
-from shared.settings import TrainerSettings
+from shared.observability import serve_ops
+from shared.settings import TrainerSettings, reveal
 
 log = logging.getLogger("trainer")
 
 
 async def serve(settings: TrainerSettings, replicas: Replicas | None = None) -> None:
-    gateway = GatewayClient(settings.gateway_url, timeout_s=300.0)
+    """Train runs as they come, with the ops endpoints beside; a port it cannot bind stops it."""
+    gateway = GatewayClient(settings.gateway_url, timeout_s=300.0, token=reveal(settings.gateway_token))
     redis = Redis.from_url(settings.redis_url)
+    metrics = TrainerMetrics()
+    ops = trainer_ops(settings, redis, metrics)
     try:
-        while True:
-            try:
-                run = await gateway.claim_run(settings.consumer_name)
-            except Exception as exc:
-                log.warning("gateway unreachable: %r", exc)
-                run = None
-            if run is None:
-                await asyncio.sleep(settings.poll_interval_s)
-                continue
-            log.info("claimed run %s (%s)", run.id, run.name)
-            await RunTrainer(run, settings, gateway, redis, replicas).train()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(serve_ops(ops, settings.host, settings.port))
+            tasks.create_task(claim_and_train(settings, gateway, redis, replicas, metrics))
     finally:
         if replicas is not None:
             replicas.broadcast(Message("stop"))
         await gateway.aclose()
         await redis.aclose()
+
+
+async def claim_and_train(
+    settings: TrainerSettings,
+    gateway: GatewayClient,
+    redis: Redis,
+    replicas: Replicas | None,
+    metrics: TrainerMetrics,
+) -> None:
+    while True:
+        try:
+            run = await gateway.claim_run(settings.consumer_name)
+        except Exception as exc:
+            log.warning("gateway unreachable: %r", exc)
+            run = None
+        if run is None:
+            await asyncio.sleep(settings.poll_interval_s)
+            continue
+        log.info("claimed run %s (%s)", run.id, run.name)
+        await RunTrainer(run, settings, gateway, redis, replicas, metrics).train()
 
 
 def offline(argv: list[str]) -> None:

@@ -20,7 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from services.trainer.breakdown import reward_breakdown
 from services.trainer.checkpoint import prune, save_checkpoint
+from services.trainer.ops import TrainerMetrics
 from services.trainer.parallel import Message, Replicas
 from services.trainer.policy import Policy
 from services.trainer.resume import resume, trainer_state
@@ -49,9 +51,11 @@ class RunTrainer:
         gateway: GatewayClient,
         redis: Redis,
         replicas: Replicas | None = None,
+        metrics: TrainerMetrics | None = None,
     ) -> None:
         self.run, self.cfg, self.settings, self.gateway = run, run.config.trainer, settings, gateway
         self.replicas = replicas
+        self.metrics = metrics or TrainerMetrics()
         url = settings.colocated_generator_url
         self.generator = GeneratorClient(url, timeout_s=settings.hold_seconds) if url else None
         self.stream = EpisodeStream(redis, run.id)
@@ -61,11 +65,13 @@ class RunTrainer:
         self.reclaimed: list[Delivered] = []
 
     async def train(self) -> None:
+        self.metrics.watch(self.stream)
         try:
             await self.stream.ensure_group()
             resumed = await resume(self.run, self.settings, self.gateway, self.stream, self.replicas)
             self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
             self.counts, self.reclaimed = resumed.counts, resumed.reclaimed
+            self.metrics.policy_version.labels(self.run.id).set(self.version)
             if self.version == 0 and self.cfg.swap_after_update:
                 # The generator may still serve another run's weights: start this run from its own base.
                 await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=0)))
@@ -82,6 +88,7 @@ class RunTrainer:
             except Exception:  # the gateway may be down or the run already ended; the trainer lives on
                 log.exception("could not report the failure of run %s", self.run.id)
         finally:
+            self.metrics.watch(None)
             if self.replicas is not None and self.policy is not None:
                 self.replicas.broadcast(Message("release"))  # the other ranks free their copy too
             if self.generator is not None:
@@ -123,7 +130,7 @@ class RunTrainer:
         return groups, used, dropped
 
     async def _one_step(self, policy: Policy) -> None:
-        started = time.perf_counter()
+        started, counts_before = time.perf_counter(), Counter(self.counts)
         groups, entry_ids, dropped_ids = await self.collect(policy)
         waited = time.perf_counter() - started
         async with self._cores():
@@ -139,6 +146,7 @@ class RunTrainer:
             **{f"staleness_{k}": float(n) for k, n in Counter(self.version - g.policy_version for g in groups).items()},
             "wait_seconds": waited,
             **group_metrics(groups),
+            **reward_breakdown(groups),
             "step_seconds": time.perf_counter() - started,
             **{k: float(v) for k, v in self.counts.items()},
         }
@@ -151,8 +159,12 @@ class RunTrainer:
         )  # fmt: skip
         await self.stream.ack(entry_ids + dropped_ids)
         self.step, self.version = step, version
+        self.metrics.step(
+            self.run.id, version, time.perf_counter() - started, counts_before, self.counts,
+            result.metrics, rewards,
+        )  # fmt: skip
         report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
-        await self._call(self.gateway.report_step(self.run.id, report))
+        recorded = await self._call(self.gateway.report_step(self.run.id, report))
         prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
         if self.cfg.swap_after_update:
             swap = await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=version)))
@@ -164,6 +176,7 @@ class RunTrainer:
                 swap.seconds,
             )
         log.info("run %s: step %d loss %.4f mean score %s", self.run.id, step, result.loss, report.mean_score)
+        self._still_ours(recorded)
 
     @contextlib.asynccontextmanager
     async def _cores(self) -> AsyncIterator[None]:
@@ -184,15 +197,18 @@ class RunTrainer:
                 log.warning("could not release the colocated generator (%r)", exc)
 
     async def _call(self, coro: Awaitable[T]) -> T:
-        """A gateway call; 409 means the run ended elsewhere."""
+        """A gateway call; 409 means the run ended or was paused elsewhere, 404 that it was deleted."""
         try:
             return await coro
         except ServiceError as exc:
-            if exc.status == 409:
+            if exc.status in (404, 409):
                 raise RunStopped from exc
             raise
 
     async def _check_running(self) -> None:
-        run = await self.gateway.get_run(self.run.id)
-        if run.status is not RunStatus.running:
+        self._still_ours(await self._call(self.gateway.get_run(self.run.id)))
+
+    def _still_ours(self, run: RunRead) -> None:
+        """Paused, ended, or (paused and resumed meanwhile) handed to another trainer: let go of it."""
+        if run.status is not RunStatus.running or run.trainer != self.settings.consumer_name:
             raise RunStopped

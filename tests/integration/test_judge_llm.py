@@ -46,6 +46,13 @@ async def test_malformed_verdicts_are_retried_then_ungradeable(unstructured_judg
     assert stats["ungradeable"] == len(invalid)
     assert stats["verdict_retries"] >= RETRIES * len(invalid)
     assert stats["llm_calls"] >= (RETRIES + 1) * len(invalid)
+    # /metrics holds exactly these numbers, and the judge is ready: its LLM endpoint answers.
+    exposition = (await unstructured_judge.get("/metrics")).text
+    assert f"pop_judge_invalid_answers_total {float(stats['ungradeable'])}" in exposition
+    assert f"pop_judge_verdict_calls_total {float(stats['llm_calls'])}" in exposition
+    assert f"pop_judge_verdict_retries_total {float(stats['verdict_retries'])}" in exposition
+    ready = await unstructured_judge.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"status": "ok", "checks": {"llm": "ok"}}
 
     # The judge keeps serving: a rubric it can grade exactly still gets exact scores.
     exact = Rubric(criteria=[RUBRIC.criteria[1]])
@@ -64,3 +71,5 @@ async def test_a_rubric_that_cannot_be_written_is_a_502_with_retries_counted(uns
     stats = (await unstructured_judge.get("/v1/stats")).json()
     assert stats["rubric_retries"] == RETRIES
     assert sum(n for reason, n in stats["by_reason"].items() if reason.startswith("rubric_")) == RETRIES + 1
+    assert stats["rubrics_failed"] == 1 and stats["rubrics_written"] == 0
+    assert 'pop_judge_rubrics_total{outcome="failed"} 1.0' in (await unstructured_judge.get("/metrics")).text

@@ -1,0 +1,31 @@
+"""The generator's own metrics, on the global prometheus registry: vLLM serves that one at ``/metrics``
+(``vllm.v1.metrics.prometheus.get_prometheus_registry``; with ``PROMETHEUS_MULTIPROC_DIR`` set it
+serves a multiprocess collector instead, and these would not appear)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+SWAP_SECONDS = Histogram(
+    "pop_generator_swap_seconds",
+    "Hot-swap duration (drain, reload, cache reset), by weight mode and outcome.",
+    ["mode", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+SWAPS = Counter("pop_generator_swaps", "Hot-swap requests, by weight mode and outcome.", ["mode", "outcome"])
+POLICY_VERSION = Gauge("pop_generator_policy_version", "Policy version served now (0 = base model).")
+
+
+def swap_outcome(status: int | None) -> str:
+    """``ok``; ``rejected`` (refused before the weights were touched); ``timeout``; ``failed``."""
+    if status is None:
+        return "ok"
+    if status < 500:
+        return "rejected"
+    return "timeout" if status == 504 else "failed"
+
+
+def record_swap(mode: str, outcome: str, seconds: float, version: int) -> None:
+    SWAPS.labels(mode, outcome).inc()
+    SWAP_SECONDS.labels(mode, outcome).observe(seconds)
+    POLICY_VERSION.set(version)

@@ -1,0 +1,44 @@
+"""The real vLLM generator (tiny model): /healthz answers while the engine does, and every hot-swap
+attempt shows in vLLM's own /metrics, counted and timed by mode and outcome, with the served version."""
+
+from __future__ import annotations
+
+import httpx
+
+from shared.modeling import resolve_model
+from tests.integration.test_service_ops import samples, value
+
+
+async def scrape(client: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    reply = await client.get(f"{url}/metrics")
+    assert reply.status_code == 200
+    return samples(reply.text)
+
+
+async def test_health_and_swap_metrics(tiny_generator_url: str):
+    url = tiny_generator_url
+    ok, rejected = {"mode": "full", "outcome": "ok"}, {"mode": "full", "outcome": "rejected"}
+    async with httpx.AsyncClient(timeout=180) as client:
+        health = await client.get(f"{url}/healthz")
+        assert health.status_code == 200 and health.json() == {"status": "ok"}
+        ready = await client.get(f"{url}/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ok"
+
+        before = await scrape(client, url)
+        assert value(before, "pop_generator_policy_version") == 0
+        assert "vllm:num_requests_running" in {name for name, _ in before}  # the same registry as vLLM's
+        swapped = await client.post(f"{url}/v1/policy/swap", json={"version": 0, "path": resolve_model("pop/tiny")})
+        assert swapped.status_code == 200, swapped.text
+        missing = await client.post(f"{url}/v1/policy/swap", json={"version": 5, "path": "/nonexistent/ckpt"})
+        assert missing.status_code == 400
+        after = await scrape(client, url)
+
+    def delta(name: str, labels: dict[str, str]) -> float:
+        return (value(after, name, **labels) or 0.0) - (value(before, name, **labels) or 0.0)
+
+    assert delta("pop_generator_swaps_total", ok) == 1
+    assert delta("pop_generator_swap_seconds_count", ok) == 1
+    assert delta("pop_generator_swap_seconds_sum", ok) > 0
+    assert delta("pop_generator_swaps_total", rejected) == 1
+    assert delta("pop_generator_swap_seconds_count", rejected) == 1
+    assert value(after, "pop_generator_policy_version") == 0  # the refused swap left version 0 serving
