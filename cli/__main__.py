@@ -11,7 +11,7 @@ import typer
 from redis.asyncio import Redis
 from rich.console import Console
 
-from cli.runs import checkpoints, print_run, run_app, swap
+from cli.runs import checkpoints, print_run, rollback, run_app, swap
 from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
@@ -23,6 +23,7 @@ app = typer.Typer(help="Rubric-based self-play RL post-training (POP), as servic
 app.add_typer(run_app, name="run")
 app.command("checkpoints")(checkpoints)
 app.command("swap")(swap)
+app.command("rollback")(rollback)
 console = Console()
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
@@ -85,10 +86,14 @@ def demo(
 def up(
     model: Annotated[str, typer.Option(help="Policy served by the generator.")] = "pop/smollm2-135m-instruct",
     home: Annotated[Path, typer.Option()] = Path(".pop"),
+    token: Annotated[
+        str | None, typer.Option(envvar="POP_GATEWAY_TOKEN", help="Require this bearer token for changes.")
+    ] = None,
 ) -> None:
-    """Run the local stack until Ctrl-C; launch runs with POST /v1/runs on the printed gateway."""
-    stack = LocalStack(StackOptions(home=home, model=model)).start()
+    """Run the local stack until Ctrl-C; launch runs with POST /v1/runs (or pop run start) on the gateway."""
+    stack = LocalStack(StackOptions(home=home, model=model, api_token=token)).start()
     console.print(f"gateway {stack.gateway_url} · generator {stack.generator_url} · judge {stack.judge_url}")
+    console.print(f"dashboard {stack.gateway_url}/dashboard/ · API docs {stack.gateway_url}/docs")
     try:
         while all(stack.alive().values()):
             time.sleep(1.0)

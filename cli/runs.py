@@ -1,9 +1,11 @@
 """``pop run ...``, ``pop checkpoints``, ``pop swap``: drive runs through the gateway's REST API, like
-any other client (the gateway's address from ``--gateway`` or ``POP_GATEWAY_URL``)."""
+any other client (the gateway's address from ``--gateway`` or ``POP_GATEWAY_URL``; a bearer token, when the
+gateway requires one, from ``POP_GATEWAY_TOKEN``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.api import RunRead, RunStatus, SwapCommand
+from shared.api import RunRead, RunStatus, SwapCommand, SwapResult
 from shared.clients.gateway import GatewayClient
 from shared.clients.http import ServiceError
 from shared.config import RunConfig
@@ -30,7 +32,7 @@ def call(gateway_url: str, action: Callable[[GatewayClient], Awaitable[T]]) -> T
     """One gateway call; a problem body becomes a one-line error and exit code 1, not a traceback."""
 
     async def go() -> T:
-        client = GatewayClient(gateway_url, timeout_s=300.0)
+        client = GatewayClient(gateway_url, timeout_s=300.0, token=os.environ.get("POP_GATEWAY_TOKEN") or None)
         try:
             return await action(client)
         finally:
@@ -123,9 +125,30 @@ def watch(
 
 @run_app.command("stop")
 def stop(run_id: str, gateway: Gateway = DEFAULT_GATEWAY) -> None:
-    """Stop a pending or running run (its checkpoints stay)."""
+    """Stop a run for good (its checkpoints stay)."""
     run = call(gateway, lambda c: c.stop_run(run_id))
     console.print(f"run {run.id}: {run.status.value} at step {run.step}")
+
+
+@run_app.command("pause")
+def pause(run_id: str, gateway: Gateway = DEFAULT_GATEWAY) -> None:
+    """Pause a run: producers stop, its trainer checkpoints the update in hand and lets go."""
+    run = call(gateway, lambda c: c.pause_run(run_id))
+    console.print(f"run {run.id}: {run.status.value} at step {run.step}")
+
+
+@run_app.command("resume")
+def resume(run_id: str, gateway: Gateway = DEFAULT_GATEWAY) -> None:
+    """Resume a paused run from its newest checkpoint."""
+    run = call(gateway, lambda c: c.resume_run(run_id))
+    console.print(f"run {run.id}: {run.status.value} at step {run.step}")
+
+
+@run_app.command("delete")
+def delete(run_id: str, gateway: Gateway = DEFAULT_GATEWAY) -> None:
+    """Forget a run that is not training: its records, episodes and synthesis counts."""
+    call(gateway, lambda c: c.delete_run(run_id))
+    console.print(f"run {run_id}: deleted")
 
 
 def checkpoints(run_id: str, gateway: Gateway = DEFAULT_GATEWAY) -> None:
@@ -145,5 +168,17 @@ def swap(
     gateway: Gateway = DEFAULT_GATEWAY,
 ) -> None:
     """Hot-swap the generator to a run's checkpoint (promote or roll back) without a restart."""
-    result = call(gateway, lambda c: c.swap(SwapCommand(run_id=run, version=version)))
+    report_swap(call(gateway, lambda c: c.swap(SwapCommand(run_id=run, version=version))))
+
+
+def rollback(
+    run: Annotated[str, typer.Argument(help="A paused or ended run.")],
+    version: Annotated[int | None, typer.Option(min=0, help="Default: the one before the version served.")] = None,
+    gateway: Gateway = DEFAULT_GATEWAY,
+) -> None:
+    """Serve an earlier checkpoint of a run that is not training."""
+    report_swap(call(gateway, lambda c: c.rollback(run, version)))
+
+
+def report_swap(result: SwapResult) -> None:
     console.print(f"generator serves v{result.served.version} of run {result.served.run_id} ({result.seconds:.2f}s)")

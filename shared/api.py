@@ -8,12 +8,13 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.config import RunConfig
-from shared.schemas import CheckpointManifest, PolicyVersion
+from shared.schemas import CheckpointManifest, EpisodeGroup, PolicyVersion
 
 
 class RunStatus(StrEnum):
     pending = "pending"
     running = "running"
+    paused = "paused"
     completed = "completed"
     failed = "failed"
     stopped = "stopped"
@@ -96,3 +97,83 @@ class SwapCommand(ApiModel):
 class SwapResult(ApiModel):
     served: PolicyVersion
     seconds: float
+
+
+class RollbackCommand(ApiModel):
+    """Serve an earlier checkpoint of a run that is no longer training."""
+
+    version: int | None = Field(
+        default=None, ge=0, description="The version to serve; default: the one before the version served now."
+    )
+
+
+class MetricPoint(ApiModel):
+    step: int
+    policy_version: int
+    created_at: datetime
+    mean_score: float | None
+    values: dict[str, float] = Field(description="The step's metrics, by name (only the names asked for).")
+
+
+class MetricSeries(ApiModel):
+    """A run's per-step metrics as series, oldest step first: what the dashboard charts."""
+
+    run_id: str
+    names: list[str] = Field(description="Every metric name any step of the run reported, sorted.")
+    points: list[MetricPoint]
+
+
+class EpisodeSample(ApiModel):
+    entry_id: str = Field(description="Its Redis stream entry id; also the pagination cursor.")
+    group: EpisodeGroup = Field(description="Task, rubric, answers, verdicts and rewards (token ids left out).")
+
+
+class EpisodePage(ApiModel):
+    items: list[EpisodeSample] = Field(description="Newest first.")
+    next_cursor: str | None = Field(description="Pass as ``before`` for the next (older) page; null at the end.")
+    total: int = Field(description="Groups the run's stream holds.")
+
+
+JUDGE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class JudgeRegistration(ApiModel):
+    """An external judge service that implements the judge API (docs/judge-api.md)."""
+
+    name: str = Field(pattern=JUDGE_NAME, description="Run configs refer to it as ``judge.name``.")
+    url: str = Field(min_length=1, pattern=r"^https?://", description="Its base URL.")
+    description: str = Field(default="", max_length=500)
+
+
+class JudgeRead(ApiModel):
+    name: str
+    url: str
+    description: str
+    healthy: bool | None = Field(description="Result of the latest health check; null before the first.")
+    schema_version: str | None = None
+    error: str | None = Field(default=None, description="Why the latest health check failed.")
+    checked_at: datetime | None = None
+    created_at: datetime
+
+
+class GeneratorStatus(ApiModel):
+    url: str
+    healthy: bool = Field(description="The server answers.")
+    ready: bool = Field(description="It serves weights it loaded fully (no failed swap left it broken).")
+    served: PolicyVersion | None = None
+    error: str | None = None
+
+
+class TokenCreate(ApiModel):
+    name: str = Field(min_length=1, max_length=120, description="Who or what uses it (a person, the trainer).")
+
+
+class TokenRead(ApiModel):
+    id: int
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class TokenIssued(TokenRead):
+    token: str = Field(description="The secret itself: shown once, stored only as a hash.")

@@ -169,6 +169,8 @@ class TrainerConfig(ConfigModel):
 
 
 class JudgeConfig(ConfigModel):
+    name: str | None = None
+    """A judge registered with the gateway (``POST /v1/judges``); the gateway fills in its ``url``."""
     url: str | None = None
     """An external judge service's base URL (it must implement the judge API, see docs/judge-api.md); the
     gateway checks its health and schema version before accepting the run. None: the deployment's judge."""

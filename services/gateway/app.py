@@ -6,11 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.gateway.routes import generator, metrics, runs
+from services.gateway import auth
+from services.gateway.deps import DatabaseDep, RedisDep
+from services.gateway.routes import checkpoints, generator, judges, metrics, run_data, runs, tokens, training
+from services.gateway.routes.responses import UNAUTHORIZED, problems
 from shared.clients.generator import GeneratorClient
 from shared.db import Database
+from shared.observability import instrument, readiness
 from shared.problems import install_problem_handlers
 from shared.schemas import SCHEMA_VERSION
 from shared.settings import GatewaySettings
@@ -27,6 +32,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.generator = GeneratorClient(settings.generator_url, timeout_s=10.0)
         app.state.settings = settings
         app.state.redis = Redis.from_url(settings.redis_url)
+        async with db.session() as session:
+            await auth.warn_if_open(session, settings)
         yield
         await app.state.redis.aclose()
         await app.state.generator.aclose()
@@ -34,12 +41,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="POP gateway", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
-    app.include_router(runs.router)
-    app.include_router(generator.router)
-    app.include_router(metrics.router)
+    instrument(app, "gateway")
+    for router in (runs.router, training.router, run_data.router, checkpoints.router, generator.router, judges.router):
+        app.include_router(router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
+    app.include_router(tokens.router, dependencies=[auth.AuthorizedAlways], responses=UNAUTHORIZED)
+    app.include_router(metrics.router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
+        """The process serves (liveness)."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses=problems(_503="A dependency is unusable"))
+    async def readyz(db: DatabaseDep, redis: RedisDep) -> JSONResponse:
+        """SQL and Redis answer (readiness); the generator is not required: runs can be read without it."""
+        return await readiness({"database": db.ping, "redis": redis.ping})
 
     return app

@@ -20,6 +20,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
 def get_generator(request: Request) -> GeneratorClient:
     client: GeneratorClient = request.app.state.generator
     return client
@@ -35,6 +40,7 @@ def get_settings(request: Request) -> GatewaySettings:
     return settings
 
 
+DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 GeneratorDep = Annotated[GeneratorClient, Depends(get_generator)]
 RedisDep = Annotated[Redis, Depends(get_redis)]

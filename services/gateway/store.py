@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import PurePath
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from shared.api import CheckpointRead, RunRead, RunStatus, StepRead, StepReport
+from shared.api import CheckpointRead, MetricPoint, MetricSeries, RunRead, RunStatus, StepRead, StepReport
 from shared.config import RunConfig
-from shared.db import CheckpointRecord, RunRecord, StepRecord
+from shared.db import CheckpointRecord, IdempotencyRecord, RunRecord, StepRecord
 from shared.problems import ProblemError
-from shared.schemas import CheckpointManifest
+from shared.schemas import CheckpointManifest, new_id
 
 RECENT_STEPS = 3
+TERMINAL = tuple(s for s in RunStatus if s.terminal)
 
 
 def to_read(run: RunRecord, served_version: int | None = None) -> RunRead:
@@ -45,24 +47,37 @@ async def get_run(session: AsyncSession, run_id: str) -> RunRecord:
     return run
 
 
-async def create_run(session: AsyncSession, config: RunConfig) -> RunRecord:
-    run = RunRecord(name=config.name, status=RunStatus.pending.value, config=config.model_dump(mode="json"))
+async def create_run(
+    session: AsyncSession, config: RunConfig, idempotency: IdempotencyRecord | None = None
+) -> RunRecord:
+    run = RunRecord(
+        id=new_id(), name=config.name, status=RunStatus.pending.value, config=config.model_dump(mode="json")
+    )
     session.add(run)
+    if idempotency is not None:
+        await session.flush()  # the run's row first: the key refers to it
+        idempotency.run_id = run.id
+        session.add(idempotency)
     await session.commit()
     return await get_run(session, run.id)
 
 
 async def list_runs(
-    session: AsyncSession, status: RunStatus | None, limit: int, offset: int
+    session: AsyncSession,
+    statuses: Sequence[RunStatus] | None,
+    limit: int,
+    offset: int,
+    name: str | None = None,
 ) -> tuple[list[RunRecord], int]:
-    query = select(RunRecord).options(selectinload(RunRecord.steps))
-    count = select(func.count()).select_from(RunRecord)
-    if status is not None:
-        query, count = (
-            query.where(RunRecord.status == status.value),
-            count.where(RunRecord.status == status.value),
-        )
-    rows = await session.scalars(query.order_by(RunRecord.created_at.desc()).limit(limit).offset(offset))
+    """A page of runs, newest first, and how many match in all; ``name`` matches a substring."""
+    filters: list[ColumnElement[bool]] = []
+    if statuses:
+        filters.append(RunRecord.status.in_([s.value for s in statuses]))
+    if name:
+        filters.append(RunRecord.name.contains(name, autoescape=True))
+    query = select(RunRecord).where(*filters).options(selectinload(RunRecord.steps))
+    count = select(func.count()).select_from(RunRecord).where(*filters)
+    rows = await session.scalars(query.order_by(RunRecord.created_at.desc(), RunRecord.id).limit(limit).offset(offset))
     return list(rows), int(await session.scalar(count) or 0)
 
 
@@ -91,14 +106,18 @@ async def claim_run(session: AsyncSession, trainer: str) -> RunRecord | None:
     return None
 
 
-def _require_running(run: RunRecord) -> None:
-    if run.status != RunStatus.running.value:
-        raise ProblemError(409, "Run is not running", f"run {run.id} is {run.status}")
+def _require(run: RunRecord, *allowed: RunStatus, action: str) -> None:
+    if RunStatus(run.status) not in allowed:
+        wanted = " or ".join(s.value for s in allowed)
+        raise ProblemError(
+            409, f"Cannot {action} a {run.status} run", f"run {run.id} is {run.status}; {action} needs {wanted}"
+        )
 
 
 async def record_step(session: AsyncSession, run_id: str, report: StepReport) -> RunRecord:
+    """A paused run still takes the step its trainer was finishing when the pause came."""
     run = await get_run(session, run_id)
-    _require_running(run)
+    _require(run, RunStatus.running, RunStatus.paused, action="record a step of")
     if report.step != run.step + 1:
         raise ProblemError(409, "Out-of-order step", f"run {run_id} is at step {run.step}, got {report.step}")
     session.add(
@@ -133,9 +152,68 @@ async def finish_run(session: AsyncSession, run_id: str, status: RunStatus, erro
     if RunStatus(run.status).terminal:
         raise ProblemError(409, "Run already ended", f"run {run_id} is {run.status}")
     run.status, run.error = status.value, error
+    return await _saved(session, run)
+
+
+async def pause_run(session: AsyncSession, run_id: str) -> RunRecord:
+    """Producers stop feeding it and its trainer lets go of it after the step in hand."""
+    run = await get_run(session, run_id)
+    _require(run, RunStatus.running, RunStatus.pending, action="pause")
+    run.status = RunStatus.paused.value
+    return await _saved(session, run)
+
+
+async def resume_run(session: AsyncSession, run_id: str) -> RunRecord:
+    """Back to the queue: any trainer claims it and resumes from its newest checkpoint."""
+    run = await get_run(session, run_id)
+    _require(run, RunStatus.paused, action="resume")
+    run.status, run.trainer = RunStatus.pending.value, None
+    return await _saved(session, run)
+
+
+async def delete_run(session: AsyncSession, run_id: str) -> RunRecord:
+    """Its rows go; a run still in training must be paused or stopped first."""
+    run = await get_run(session, run_id)
+    _require(run, RunStatus.pending, RunStatus.paused, *TERMINAL, action="delete")
+    for table in (IdempotencyRecord, CheckpointRecord, StepRecord):
+        await session.execute(delete(table).where(table.run_id == run_id))
+    await session.execute(delete(RunRecord).where(RunRecord.id == run_id))
+    await session.commit()
+    return run
+
+
+async def metric_series(session: AsyncSession, run_id: str, names: set[str] | None, after_step: int) -> MetricSeries:
+    run = await get_run(session, run_id)
+    points = [
+        MetricPoint(
+            step=s.step,
+            policy_version=s.policy_version,
+            created_at=s.created_at,
+            mean_score=s.mean_score,
+            values={k: float(v) for k, v in s.metrics.items() if names is None or k in names},
+        )
+        for s in run.steps
+        if s.step > after_step
+    ]
+    return MetricSeries(run_id=run_id, names=sorted({k for s in run.steps for k in s.metrics}), points=points)
+
+
+async def _saved(session: AsyncSession, run: RunRecord) -> RunRecord:
+    run_id = run.id  # read before expiring: an expired attribute would load synchronously
     await session.commit()
     session.expire(run)
     return await get_run(session, run_id)
+
+
+def checkpoint_read(record: CheckpointRecord) -> CheckpointRead:
+    return CheckpointRead(
+        run_id=record.run_id,
+        version=record.version,
+        step=record.step,
+        path=record.path,
+        manifest=CheckpointManifest.model_validate(record.manifest),
+        created_at=record.created_at,
+    )
 
 
 async def list_checkpoints(session: AsyncSession, run_id: str) -> list[CheckpointRead]:
@@ -143,17 +221,7 @@ async def list_checkpoints(session: AsyncSession, run_id: str) -> list[Checkpoin
     rows = await session.scalars(
         select(CheckpointRecord).where(CheckpointRecord.run_id == run_id).order_by(CheckpointRecord.version)
     )
-    return [
-        CheckpointRead(
-            run_id=r.run_id,
-            version=r.version,
-            step=r.step,
-            path=r.path,
-            manifest=CheckpointManifest.model_validate(r.manifest),
-            created_at=r.created_at,
-        )
-        for r in rows
-    ]
+    return [checkpoint_read(r) for r in rows]
 
 
 async def get_checkpoint(session: AsyncSession, run_id: str, version: int) -> CheckpointRecord:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from shared.api import (
     CheckpointRead,
     ClaimRequest,
+    EpisodePage,
     FinishReport,
+    GeneratorStatus,
+    JudgeRead,
+    JudgeRegistration,
+    MetricSeries,
+    RollbackCommand,
     RunList,
     RunRead,
     RunStatus,
@@ -27,10 +33,14 @@ class GatewayClient(ServiceClient):
     async def get_run(self, run_id: str) -> RunRead:
         return RunRead.model_validate((await self.request("GET", f"/v1/runs/{run_id}")).json())
 
-    async def list_runs(self, status: RunStatus | None = None, limit: int = 50) -> RunList:
-        params: dict[str, str | int] = {"limit": limit}
+    async def list_runs(
+        self, status: RunStatus | None = None, limit: int = 50, offset: int = 0, name: str | None = None
+    ) -> RunList:
+        params: dict[str, str | int] = {"limit": limit, "offset": offset}
         if status is not None:
             params["status"] = status.value
+        if name:
+            params["name"] = name
         return RunList.model_validate((await self.request("GET", "/v1/runs", params=params)).json())
 
     async def claim_run(self, trainer: str) -> RunRead | None:
@@ -57,6 +67,42 @@ class GatewayClient(ServiceClient):
 
     async def stop_run(self, run_id: str) -> RunRead:
         return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/stop")).json())
+
+    async def pause_run(self, run_id: str) -> RunRead:
+        return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/pause")).json())
+
+    async def resume_run(self, run_id: str) -> RunRead:
+        return RunRead.model_validate((await self.request("POST", f"/v1/runs/{run_id}/resume")).json())
+
+    async def delete_run(self, run_id: str) -> None:
+        await self.request("DELETE", f"/v1/runs/{run_id}")
+
+    async def metrics(self, run_id: str, names: list[str] | None = None, after_step: int = 0) -> MetricSeries:
+        params: dict[str, str | int | list[str]] = {"after_step": after_step}
+        if names:
+            params["name"] = names
+        response = await self.request("GET", f"/v1/runs/{run_id}/metrics", params=params)
+        return MetricSeries.model_validate(response.json())
+
+    async def episodes(self, run_id: str, limit: int = 10, before: str | None = None) -> EpisodePage:
+        params: dict[str, str | int] = {"limit": limit} if before is None else {"limit": limit, "before": before}
+        response = await self.request("GET", f"/v1/runs/{run_id}/episodes", params=params)
+        return EpisodePage.model_validate(response.json())
+
+    async def rollback(self, run_id: str, version: int | None = None, timeout_s: float = 300.0) -> SwapResult:
+        body = RollbackCommand(version=version).model_dump(mode="json")
+        response = await self.request("POST", f"/v1/runs/{run_id}/rollback", json=body, timeout=timeout_s)
+        return SwapResult.model_validate(response.json())
+
+    async def register_judge(self, registration: JudgeRegistration) -> JudgeRead:
+        response = await self.request("POST", "/v1/judges", json=registration.model_dump(mode="json"))
+        return JudgeRead.model_validate(response.json())
+
+    async def judges(self) -> list[JudgeRead]:
+        return [JudgeRead.model_validate(j) for j in (await self.request("GET", "/v1/judges")).json()]
+
+    async def generator(self) -> GeneratorStatus:
+        return GeneratorStatus.model_validate((await self.request("GET", "/v1/generator")).json())
 
     async def swap(self, command: SwapCommand, timeout_s: float = 300.0) -> SwapResult:
         response = await self.request(

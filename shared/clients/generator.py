@@ -23,3 +23,8 @@ class GeneratorClient(ServiceClient):
 
     async def release(self) -> GenerationHold:
         return GenerationHold.model_validate((await self.request("DELETE", "/v1/policy/hold")).json())
+
+    async def ready(self) -> bool:
+        """False when a failed swap left it unable to restore its weights (it answers 503)."""
+        response = await self._http.get("/readyz")
+        return response.status_code == 200

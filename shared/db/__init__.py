@@ -1,6 +1,23 @@
 """Run state in SQL (SQLite by default, PostgreSQL by URL) through SQLAlchemy 2.0's async ORM."""
 
-from shared.db.models import Base, CheckpointRecord, RunRecord, StepRecord
+from shared.db.models import (
+    Base,
+    CheckpointRecord,
+    IdempotencyRecord,
+    JudgeRecord,
+    RunRecord,
+    StepRecord,
+    TokenRecord,
+)
 from shared.db.session import Database
 
-__all__ = ["Base", "CheckpointRecord", "Database", "RunRecord", "StepRecord"]
+__all__ = [
+    "Base",
+    "CheckpointRecord",
+    "Database",
+    "IdempotencyRecord",
+    "JudgeRecord",
+    "RunRecord",
+    "StepRecord",
+    "TokenRecord",
+]

@@ -7,7 +7,11 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.schemas import CheckpointManifest
+from shared.settings import GatewaySettings
+from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisLedger
+from tests.integration.conftest import gateway_client
+from tests.integration.samples import group
 
 
 def manifest(run_id: str, version: int) -> dict[str, object]:
@@ -109,11 +113,46 @@ async def test_generator_down_is_503_with_a_problem_body(api: httpx.AsyncClient)
     assert_problem(await api.get("/v1/generator/weights"), 503)
 
 
-async def test_openapi_documents_the_routes(api: httpx.AsyncClient):
+ROUTES = {
+    "/v1/runs": {"get", "post"},
+    "/v1/runs/{run_id}": {"get", "delete"},
+    "/v1/runs/{run_id}/pause": {"post"},
+    "/v1/runs/{run_id}/resume": {"post"},
+    "/v1/runs/{run_id}/stop": {"post"},
+    "/v1/runs/claim": {"post"},
+    "/v1/runs/{run_id}/steps": {"post"},
+    "/v1/runs/{run_id}/finish": {"post"},
+    "/v1/runs/{run_id}/metrics": {"get"},
+    "/v1/runs/{run_id}/episodes": {"get"},
+    "/v1/runs/{run_id}/synthesis": {"get"},
+    "/v1/runs/{run_id}/checkpoints": {"get"},
+    "/v1/runs/{run_id}/checkpoints/{version}": {"get"},
+    "/v1/runs/{run_id}/checkpoints/{version}/promote": {"post"},
+    "/v1/runs/{run_id}/rollback": {"post"},
+    "/v1/generator": {"get"},
+    "/v1/generator/weights": {"get", "post"},
+    "/v1/judges": {"get", "post"},
+    "/v1/judges/{name}": {"get", "delete"},
+    "/v1/judges/{name}/health": {"post"},
+    "/v1/tokens": {"get", "post"},
+    "/v1/tokens/{token_id}": {"delete"},
+}
+
+
+async def test_openapi_documents_every_route_and_its_problems(api: httpx.AsyncClient):
     spec = (await api.get("/openapi.json")).json()
-    for path in ("/v1/runs", "/v1/runs/{run_id}", "/v1/generator/weights", "/v1/runs/{run_id}/checkpoints"):
-        assert path in spec["paths"]
+    versioned = {path: set(ops) for path, ops in spec["paths"].items() if path.startswith("/v1")}
+    assert versioned == ROUTES  # a new route is added here, with its tests
     assert "application/yaml" in spec["paths"]["/v1/runs"]["post"]["requestBody"]["content"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            if path.startswith("/v1"):
+                assert "401" in op["responses"], (method, path)
+            if ("{run_id}" in path and path != "/v1/runs/{run_id}/rollback") or "{name}" in path:
+                assert "404" in op["responses"], (method, path)
+            for code, answer in op["responses"].items():
+                if code.startswith(("4", "5")) and code != "422":
+                    assert "application/problem+json" in answer.get("content", {}), (method, path, code)
 
 
 async def test_a_run_naming_an_unknown_task_type_is_refused(api: httpx.AsyncClient):
@@ -167,3 +206,29 @@ async def test_a_run_whose_external_judge_is_down_is_refused(api: httpx.AsyncCli
     problem = assert_problem(await api.post("/v1/runs", json={"judge": {"url": "http://127.0.0.1:9"}}), 422)
     assert problem["title"] == "Judge unusable" and "127.0.0.1:9" in str(problem["detail"])
     assert (await api.get("/v1/runs")).json()["total"] == 0
+
+
+async def test_readiness_reflects_sql_and_redis(api: httpx.AsyncClient, database_url: str, tmp_path):
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+    dead_redis = GatewaySettings(database_url=database_url, redis_url="redis://127.0.0.1:9/0")
+    async with gateway_client(dead_redis) as down:
+        problem = assert_problem(await down.get("/readyz"), 503)
+        assert problem["checks"]["database"] == "ok" and "redis" in str(problem["detail"])
+        assert (await down.get("/healthz")).status_code == 200  # alive, just not ready
+
+
+async def test_metrics_count_requests_by_route_and_queue_depth(api: httpx.AsyncClient, redis: Redis):
+    run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+    await api.post("/v1/runs/claim", json={"trainer": "t0"})
+    stream = EpisodeStream(redis, run_id)
+    await stream.ensure_group()
+    for i in range(3):
+        await stream.append(group(run_id, i))
+    await stream.read("t0", count=1, block_ms=10)  # one read, not yet acknowledged
+    await api.get("/v1/runs/nope")
+    text = (await api.get("/metrics")).text
+    assert 'pop_http_requests_total{method="GET",route="/v1/runs/{run_id}",service="gateway",status="404"} 1.0' in text
+    assert 'pop_http_requests_total{method="POST",route="/v1/runs",service="gateway",status="201"} 1.0' in text
+    assert f'pop_stream_backlog{{run_id="{run_id}"}} 2.0' in text
+    assert f'pop_stream_pending{{run_id="{run_id}"}} 1.0' in text

@@ -6,11 +6,14 @@ the same and nothing is lost when one restarts.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.gateway import store
 from services.gateway.deps import RedisDep, SessionDep
+from shared.api import RunStatus
+from shared.observability import metrics_response
+from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisLedger
 
 router = APIRouter(tags=["metrics"])
@@ -18,7 +21,8 @@ RECENT_RUNS = 100
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(session: SessionDep, redis: RedisDep) -> Response:
+async def metrics(request: Request, session: SessionDep, redis: RedisDep) -> Response:
+    """This gateway's own request metrics, then every recent run's state, built fresh."""
     registry = CollectorRegistry()
     run_labels = ["run_id", "name", "status"]
     step = Gauge("pop_run_step", "Updates the trainer has made.", run_labels, registry=registry)
@@ -33,6 +37,8 @@ async def metrics(session: SessionDep, redis: RedisDep) -> Response:
     diversity = Gauge(
         "pop_synthesis_diversity", "Diversity of recent accepted tasks.", ["run_id", "metric"], registry=registry
     )
+    backlog = Gauge("pop_stream_backlog", "Groups not yet read by the trainer.", ["run_id"], registry=registry)
+    pending = Gauge("pop_stream_pending", "Groups read but not yet trained (acked).", ["run_id"], registry=registry)
     rows, _ = await store.list_runs(session, None, RECENT_RUNS, 0)
     for run in rows:
         labels = (run.id, run.name, run.status)
@@ -44,6 +50,10 @@ async def metrics(session: SessionDep, redis: RedisDep) -> Response:
                 score.labels(run.id).set(latest.mean_score)
             for name, value in latest.metrics.items():
                 step_metric.labels(run.id, name).set(value)
+        if run.status == RunStatus.running.value:
+            stream = EpisodeStream(redis, run.id)
+            backlog.labels(run.id).set(await stream.backlog())
+            pending.labels(run.id).set(await stream.pending())
         ledger = await SynthesisLedger(redis, run.id).read()
         draws.labels(run.id).inc(ledger.draws)
         for task_type, n in ledger.groups_by_task_type.items():
@@ -52,4 +62,4 @@ async def metrics(session: SessionDep, redis: RedisDep) -> Response:
             filtered.labels(run.id, reason).inc(n)
         for name, value in ledger.diversity.items():
             diversity.labels(run.id, name).set(value)
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return metrics_response(request.app.state.metrics_registry, registry)

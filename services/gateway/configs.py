@@ -1,0 +1,77 @@
+"""A run config as the gateway accepts it: parsed from JSON or YAML, validated field by field, its
+task types loadable, and its judge (registered by name or given by URL) answering."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import yaml
+from fastapi import Request
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clients.http import ServiceError
+from shared.clients.judge import JudgeClient
+from shared.config import RunConfig
+from shared.db import JudgeRecord
+from shared.problems import ProblemError
+from shared.schemas import SCHEMA_VERSION
+from shared.tasktypes import TaskTypeError, load_task_types
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+JUDGE_CHECK_TIMEOUT_S = 10.0
+
+
+def invalid(loc: list[str | int], msg: str, kind: str) -> ProblemError:
+    errors = [{"loc": loc, "msg": msg, "type": kind}]
+    return ProblemError(422, "Invalid run config", f"{'.'.join(map(str, loc))}: {msg}", errors=errors)
+
+
+def parse(body: bytes, content_type: str) -> RunConfig:
+    try:
+        if content_type.split(";")[0].strip() in YAML_TYPES:
+            return RunConfig.from_yaml(body.decode())
+        return RunConfig.model_validate(json.loads(body or b"{}"))
+    except ValidationError as exc:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        raise ProblemError(422, "Invalid run config", detail, errors=errors) from exc
+    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise ProblemError(400, "Unreadable run config", str(exc)) from exc
+
+
+async def read_config(request: Request, session: AsyncSession) -> RunConfig:
+    """The request's run config, ready to run; every refusal names the field at fault."""
+    config = parse(await request.body(), request.headers.get("content-type", ""))
+    try:
+        load_task_types(config.selfplay.task_mix, config.selfplay.task_dirs)
+    except TaskTypeError as exc:
+        raise invalid(["selfplay", "task_mix"], str(exc), "task_type") from exc
+    if config.judge.name is not None:
+        judge = await session.get(JudgeRecord, config.judge.name)
+        if judge is None:
+            raise invalid(["judge", "name"], f"no judge registered as {config.judge.name!r}", "judge")
+        if config.judge.url not in (None, judge.url):
+            msg = f"{config.judge.url!r} is not the url of judge {judge.name!r} ({judge.url})"
+            raise invalid(["judge", "url"], msg, "judge")
+        config = config.model_copy(update={"judge": config.judge.model_copy(update={"url": judge.url})})
+    if config.judge.url:
+        await judge_health(config.judge.url)
+    return config
+
+
+async def judge_health(url: str) -> str:
+    """The schema version a judge speaks; raises ``ProblemError`` 422 when it cannot serve this deployment."""
+    judge = JudgeClient(url, timeout_s=JUDGE_CHECK_TIMEOUT_S)
+    try:
+        health = await judge.healthz()
+    except (httpx.HTTPError, ServiceError) as exc:
+        raise ProblemError(422, "Judge unusable", f"judge {url}: health check failed: {exc!r}") from exc
+    finally:
+        await judge.aclose()
+    version = health.get("schema_version")
+    if version != SCHEMA_VERSION:
+        detail = f"judge {url} speaks schema version {version!r}; this deployment speaks {SCHEMA_VERSION!r}"
+        raise ProblemError(422, "Judge unusable", detail)
+    return str(version)

@@ -1,0 +1,49 @@
+"""Point the generator at a run's checkpoint (or, for version 0, its base model) and report how it went."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.gateway import store
+from shared.api import SwapResult
+from shared.clients.generator import GeneratorClient
+from shared.clients.http import ServiceError
+from shared.config import RunConfig
+from shared.modeling import resolve_model
+from shared.problems import ProblemError
+from shared.schemas import CheckpointManifest, SwapRequest, WeightMode
+
+
+async def swap_request(session: AsyncSession, run_id: str, version: int) -> SwapRequest:
+    run = await store.get_run(session, run_id)
+    if version == 0:  # the base model, in full, whatever the run trains
+        path = resolve_model(RunConfig.model_validate(run.config).model)
+        return SwapRequest(version=0, path=path, run_id=run_id, mode=WeightMode.full)
+    record = await store.get_checkpoint(session, run_id, version)
+    manifest = CheckpointManifest.model_validate(record.manifest)
+    weights = "adapter_model.safetensors" if manifest.mode is WeightMode.lora else "model.safetensors"
+    return SwapRequest(
+        version=version, path=record.path, run_id=run_id, checksum=manifest.files.get(weights), mode=manifest.mode
+    )
+
+
+async def swap_to(
+    session: AsyncSession, generator: GeneratorClient, run_id: str, version: int, timeout_s: float
+) -> SwapResult:
+    """Serve it without restarting vLLM; on failure the old weights keep serving and the error says why."""
+    request = await swap_request(session, run_id, version)
+    started = time.perf_counter()
+    try:
+        served = await generator.swap(request, timeout_s)
+    except ServiceError as exc:
+        raise ProblemError(
+            exc.status if exc.status in (400, 504) else 502,
+            str(exc.problem.get("title", "Swap failed")),
+            str(exc.problem.get("detail", "")),
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise ProblemError(503, "Generator unavailable", repr(exc)) from exc
+    return SwapResult(served=served, seconds=time.perf_counter() - started)

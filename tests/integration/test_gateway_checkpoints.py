@@ -1,0 +1,93 @@
+"""Checkpoints and the generator through the gateway, against the real vLLM generator (tiny model):
+read a manifest, promote a version, roll back, and every refusal on the way."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.files import sha256_file
+from shared.modeling import resolve_model
+from shared.settings import GatewaySettings
+from tests.integration.conftest import gateway_client
+from tests.integration.test_gateway_api import assert_problem, step_report
+
+
+@pytest.fixture
+async def api_live(tmp_path: Path, redis_url: str, tiny_generator_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    settings = GatewaySettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db", generator_url=tiny_generator_url, redis_url=redis_url
+    )
+    async with gateway_client(settings) as client:
+        yield client
+
+
+async def run_with_checkpoints(api: httpx.AsyncClient, root: Path, versions: int) -> str:
+    """A run whose trainer reported ``versions`` steps, each with a real full-weight checkpoint on disk
+    (the tiny model's own weights: what matters here is that vLLM loads them)."""
+    run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+    await api.post("/v1/runs/claim", json={"trainer": "t0"})
+    for version in range(1, versions + 1):
+        path = root / run_id / f"v{version:06d}"
+        shutil.copytree(resolve_model("pop/tiny"), path)
+        report = step_report(run_id, version, 0.1 * version)
+        report["checkpoint_path"] = str(path)
+        report["manifest"]["files"] = {"model.safetensors": sha256_file(path / "model.safetensors")}  # type: ignore[index]
+        assert (await api.post(f"/v1/runs/{run_id}/steps", json=report)).status_code == 200
+    return str(run_id)
+
+
+async def test_manifest_promote_and_rollback_on_the_real_generator(api_live: httpx.AsyncClient, tmp_path: Path):
+    api = api_live
+    run_id = await run_with_checkpoints(api, tmp_path / "ckpt", versions=3)
+
+    manifest = (await api.get(f"/v1/runs/{run_id}/checkpoints/2")).json()
+    assert manifest["version"] == 2 and manifest["manifest"]["files"]["model.safetensors"]
+    assert_problem(await api.get(f"/v1/runs/{run_id}/checkpoints/9"), 404)
+    assert_problem(await api.get("/v1/runs/nope/checkpoints/1"), 404)
+    assert_problem(await api.get(f"/v1/runs/{run_id}/checkpoints/two"), 422)
+
+    promoted = await api.post(f"/v1/runs/{run_id}/checkpoints/3/promote")
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["served"] == {**promoted.json()["served"], "version": 3, "run_id": run_id}
+    status = (await api.get("/v1/generator")).json()
+    assert status["healthy"] and status["ready"] and status["served"]["version"] == 3
+
+    # A run still training would swap forward again at its next update: pause it first.
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={}), 409)
+    await api.post(f"/v1/runs/{run_id}/pause")
+    back = await api.post(f"/v1/runs/{run_id}/rollback", json={})  # the one before the served v3
+    assert back.status_code == 200 and back.json()["served"]["version"] == 2
+    explicit = await api.post(f"/v1/runs/{run_id}/rollback", json={"version": 0})  # its base model
+    assert explicit.json()["served"]["version"] == 0
+    assert (await api.get("/v1/generator/weights")).json()["version"] == 0
+
+    problem = assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={}), 409)
+    assert "name the version" in str(problem["detail"])  # v0 served: nothing earlier
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={"version": 3}), 409)  # not earlier
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={"version": -1}), 422)
+    assert_problem(await api.post("/v1/runs/nope/rollback", json={}), 404)
+
+    # The generator refuses a checkpoint whose file changed after its manifest was written; v0 keeps serving.
+    (tmp_path / "ckpt" / run_id / "v000001" / "model.safetensors").write_bytes(b"corrupt")
+    refused = assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/1/promote"), 400)
+    assert "checksum" in str(refused["detail"]).lower() or "sha256" in str(refused["detail"]).lower()
+    assert (await api.get("/v1/generator/weights")).json()["version"] == 0
+    assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/7/promote"), 404)
+    assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/-1/promote"), 422)
+
+
+async def test_generator_down(api: httpx.AsyncClient, tmp_path: Path):
+    status = await api.get("/v1/generator")
+    assert status.status_code == 200
+    body = status.json()
+    assert body["healthy"] is False and body["ready"] is False and body["served"] is None and body["error"]
+    run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+    assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/0/promote"), 503)
+    await api.post(f"/v1/runs/{run_id}/stop")
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={}), 503)
+    assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": 0}), 503)
