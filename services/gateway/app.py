@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from services.gateway import auth
 from services.gateway.deps import DatabaseDep, RedisDep
 from services.gateway.routes import checkpoints, generator, judges, metrics, run_data, runs, tokens, training
+from services.gateway.routes.dashboard import mount_dashboard
 from services.gateway.routes.responses import UNAUTHORIZED, problems
 from shared.clients.generator import GeneratorClient
 from shared.db import Database
@@ -46,6 +47,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
     app.include_router(tokens.router, dependencies=[auth.AuthorizedAlways], responses=UNAUTHORIZED)
     app.include_router(metrics.router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
+    mount_dashboard(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
