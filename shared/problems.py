@@ -6,10 +6,28 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Path of the field at fault, e.g. ["trainer", "max_steps"].')
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: the body of every 4xx and 5xx answer."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str = ""
+    errors: list[FieldError] | None = Field(default=None, description="Invalid input: one entry per field.")
 
 
 class ProblemError(Exception):
@@ -51,3 +69,29 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI spec say what the handlers send: every 4xx and 5xx body is a ``Problem``
+    (FastAPI would document its own 422 shape, which the handler above replaces)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem_schema.pop("$defs", {}))
+        components["Problem"] = problem_schema
+        for name in ("HTTPValidationError", "ValidationError"):
+            components.pop(name, None)
+        body = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for code, answer in operation.get("responses", {}).items():
+                    if code[:1] in ("4", "5"):
+                        answer["content"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

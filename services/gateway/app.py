@@ -17,7 +17,7 @@ from services.gateway.routes.responses import UNAUTHORIZED, problems
 from shared.clients.generator import GeneratorClient
 from shared.db import Database
 from shared.observability import instrument, readiness
-from shared.problems import install_problem_handlers
+from shared.problems import document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION
 from shared.settings import GatewaySettings
 
@@ -42,6 +42,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="POP gateway", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
+    document_problems(app)
     instrument(app, "gateway")
     for router in (runs.router, training.router, run_data.router, checkpoints.router, generator.router, judges.router):
         app.include_router(router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)

@@ -44,6 +44,9 @@ async def swap_to(
             str(exc.problem.get("title", "Swap failed")),
             str(exc.problem.get("detail", "")),
         ) from exc
+    except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:  # it took the request: the answer is late
+        detail = f"no answer within {timeout_s:g}s ({exc!r}); it may still finish the swap: check GET /v1/generator"
+        raise ProblemError(504, "Swap timed out", detail) from exc
     except httpx.HTTPError as exc:
         raise ProblemError(503, "Generator unavailable", repr(exc)) from exc
     return SwapResult(served=served, seconds=time.perf_counter() - started)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from services.judge.grader import EndpointRefused, Grader, RubricError
 from shared.clients.llm import ChatClient
 from shared.observability import http_check, instrument, metrics_response, readiness
-from shared.problems import ProblemError, install_problem_handlers
+from shared.problems import ProblemError, document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
 from shared.settings import JudgeSettings
 
@@ -43,6 +43,7 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="POP judge", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
+    document_problems(app)
     registry = instrument(app, "judge")
     llm_models = http_check(
         f"{settings.llm_base_url.rstrip('/')}/models", {"Authorization": f"Bearer {settings.llm_api_key}"}

@@ -7,6 +7,7 @@ recording proxy in front of the same generator), so the prompts every role sent 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -32,7 +33,9 @@ from shared.files import sha256_file
 from shared.schemas import EpisodeGroup
 from shared.streams import GROUP, EpisodeStream, stream_key
 from shared.tasktypes import load_task_types
+from tests.browser import POLL_TIMEOUT_MS, artifacts_dir, chromium, chromium_path
 from tests.e2e.proxy import RecordingProxy
+from tests.integration.test_service_ops import samples, value
 from tests.processes import minimal_judge
 
 pytestmark = pytest.mark.e2e
@@ -59,6 +62,9 @@ PROBE = [{"role": "user", "content": "Describe the heart in one sentence."}]
 
 
 TEACHER_KEY = "POP_E2E_TEACHER_KEY"
+# The stack's gateway requires this token for every change; its trainer and producer send it too.
+TOKEN = "pop_e2e-gateway-token"
+gateway_post = functools.partial(httpx.post, headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,12 @@ def proxy_and_stack(
 ) -> Iterator[tuple[RecordingProxy, LocalStack]]:
     home = tmp_path_factory.mktemp("stack")
     options = StackOptions(
-        home=home, model="pop/tiny", generator_dtype="float32", max_model_len=4096, redis_url=redis_url
+        home=home,
+        model="pop/tiny",
+        generator_dtype="float32",
+        max_model_len=4096,
+        redis_url=redis_url,
+        api_token=TOKEN,
     )
     stack = LocalStack(options)
     proxy = RecordingProxy(stack.generator_url).start()
@@ -110,7 +121,7 @@ def finished(stack: LocalStack, proxy: RecordingProxy, redis_url: str) -> Finish
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     teacher = {"base_url": f"{proxy.url}/teacher/v1", "model": "policy", "api_key_env": TEACHER_KEY}
     config["roles"] = {"proposer": teacher, "rubric_writer": teacher, "scorer": teacher}
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=900)
     groups, info = asyncio.run(stream_state(redis_url, run["id"]))
@@ -183,6 +194,12 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
     assert seen == sorted(seen) and {1, 2, 3} <= set(seen), seen
     assert stack.alive()["generator"]
 
+    # The trainer's own /metrics (its ops port) counted this run's steps; the producer's ops port answers.
+    assert httpx.get(f"http://127.0.0.1:{stack.ports['selfplay']}/healthz", timeout=10).status_code == 200
+    trainer = samples(httpx.get(f"http://127.0.0.1:{stack.ports['trainer']}/metrics", timeout=10).text)
+    assert value(trainer, "pop_trainer_steps_total", run_id=run_id) == 3
+    assert value(trainer, "pop_trainer_policy_version", run_id=run_id) == 3
+
     # Three complete checkpoints, each with a manifest whose checksums match the files.
     checkpoints = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/checkpoints", timeout=10).json()
     assert [c["version"] for c in checkpoints] == [1, 2, 3]
@@ -214,7 +231,7 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
     assert latest_probe != base_probe
     probes = {3: latest_probe}
     for version in (1, 2, 0):
-        swapped = httpx.post(
+        swapped = gateway_post(
             f"{stack.gateway_url}/v1/generator/weights",
             json={"run_id": run_id, "version": version},
             timeout=120,
@@ -299,12 +316,18 @@ def test_synthesis_filters_and_diversity_are_reported(finished: FinishedRun, sta
 
 
 def test_swap_to_a_missing_checkpoint_keeps_serving(stack: LocalStack):
-    before = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()
+    def rejected_swaps() -> float:
+        exposition = samples(httpx.get(f"{stack.generator_url}/metrics", timeout=10).text)
+        return value(exposition, "pop_generator_swaps_total", mode="full", outcome="rejected") or 0.0
+
+    before, rejected = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json(), rejected_swaps()
     bad = httpx.post(
         f"{stack.generator_url}/v1/policy/swap", json={"version": 99, "path": "/nonexistent/ckpt"}, timeout=60
     )
     assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")
     assert httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()["version"] == before["version"]
+    assert rejected_swaps() == rejected + 1
+    assert httpx.get(f"{stack.generator_url}/healthz", timeout=10).json() == {"status": "ok"}
     assert probe_logprobs(stack.generator_url)
 
 
@@ -345,7 +368,7 @@ def test_official_openai_client_unchanged(stack: LocalStack):
 def test_a_run_the_producer_cannot_feed_fails_with_the_reason(stack: LocalStack, tmp_path: Path):
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["selfplay"]["corpus"] = str(tmp_path / "no-such-corpus.jsonl")
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -362,7 +385,7 @@ def test_an_external_judge_grades_a_real_run(stack: LocalStack, minimal_judge_ur
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["judge"]["url"] = minimal_judge_url
     config["trainer"]["max_steps"] = 1
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     _, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
     assert run["status"] == "completed" and run["step"] == 1, run.get("error")
@@ -373,7 +396,7 @@ def test_an_external_judge_grades_a_real_run(stack: LocalStack, minimal_judge_ur
 
     with minimal_judge(tmp_path, schema_version="0") as outdated:
         config["judge"]["url"] = outdated
-        refused = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+        refused = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert refused.status_code == 422 and "schema version '0'" in refused.json()["detail"]
 
 
@@ -384,7 +407,7 @@ def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
     noisy = {"base_url": f"{stack.generator_url}/v1", "model": "policy", "structured_output": False}
     config["roles"] = {"scorer": noisy}
     config["judge"]["extra_criteria"] = []
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
     before = httpx.get(f"{stack.judge_url}/v1/stats", timeout=10).json()
@@ -396,7 +419,7 @@ def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
         time.sleep(1.0)
     run = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()
     stats = httpx.get(f"{stack.judge_url}/v1/stats", timeout=10).json()
-    stopped = httpx.post(f"{stack.gateway_url}/v1/runs/{run_id}/stop", timeout=10)
+    stopped = gateway_post(f"{stack.gateway_url}/v1/runs/{run_id}/stop", timeout=10)
     assert synthesis["filtered"].get("too_few_valid_answers", 0) >= 2, synthesis
     assert synthesis["groups"] == 0 and run["status"] == "running" and run["step"] == 0
     assert stats["ungradeable"] - before["ungradeable"] >= 2 * 4  # a filtered group: every answer ungradeable
@@ -406,7 +429,8 @@ def test_malformed_verdicts_are_counted_and_the_run_goes_on(stack: LocalStack):
 
 
 def test_the_cli_drives_a_run_from_start_to_stop(stack: LocalStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``pop run start / status / watch / stop / list``, ``pop checkpoints`` and ``pop swap``, over HTTP."""
+    """``pop run start / status / pause / resume / watch / stop / list``, ``pop checkpoints`` and
+    ``pop swap``, over HTTP, with the gateway's bearer token."""
     monkeypatch.setenv("COLUMNS", "200")  # rich tables keep whole run ids
     runner, gw = CliRunner(), ["--gateway", stack.gateway_url]
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
@@ -414,6 +438,10 @@ def test_the_cli_drives_a_run_from_start_to_stop(stack: LocalStack, tmp_path: Pa
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
 
+    monkeypatch.delenv("POP_GATEWAY_TOKEN", raising=False)
+    refused = runner.invoke(cli, ["run", "start", str(path), *gw])
+    assert refused.exit_code == 1 and "401" in refused.output
+    monkeypatch.setenv("POP_GATEWAY_TOKEN", TOKEN)
     started = runner.invoke(cli, ["run", "start", str(path), *gw])
     assert started.exit_code == 0, started.output
     run_id = started.output.strip().splitlines()[-1]
@@ -427,6 +455,25 @@ def test_the_cli_drives_a_run_from_start_to_stop(stack: LocalStack, tmp_path: Pa
     assert listed.exit_code == 0 and str(Path(stack.checkpoint_dir) / run_id / "v000001") in listed.output
     swapped = runner.invoke(cli, ["swap", "1", "--run", run_id, *gw])
     assert swapped.exit_code == 0 and f"serves v1 of run {run_id}" in swapped.output, swapped.output
+
+    # Pause: the producer stops feeding the run; resume: a trainer claims it again and goes on.
+    paused = runner.invoke(cli, ["run", "pause", run_id, *gw])
+    assert paused.exit_code == 0 and "paused" in paused.output, paused.output
+    deadline = time.monotonic() + 60
+    while value(
+        samples(httpx.get(f"http://127.0.0.1:{stack.ports['selfplay']}/metrics").text), "pop_selfplay_active_runs"
+    ):
+        assert time.monotonic() < deadline, "the producer still feeds the paused run after 60 s"
+        time.sleep(0.5)
+    at_pause = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()
+    assert at_pause["status"] == "paused"
+    resumed = runner.invoke(cli, ["run", "resume", run_id, *gw])
+    assert resumed.exit_code == 0 and "pending" in resumed.output, resumed.output
+    deadline = time.monotonic() + 300
+    while (run := httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json())["step"] <= at_pause["step"]:
+        assert time.monotonic() < deadline, f"no step after resuming within 300 s: {run}"
+        time.sleep(0.5)
+    assert run["status"] == "running" and run["trainer"], run  # claimed again (resume hands it to any trainer)
 
     stopped = runner.invoke(cli, ["run", "stop", run_id, *gw])
     assert stopped.exit_code == 0 and "stopped" in stopped.output
@@ -443,13 +490,55 @@ def test_the_cli_drives_a_run_from_start_to_stop(stack: LocalStack, tmp_path: Pa
     assert invalid.exit_code == 2 and "max_steps" in invalid.output
 
 
+@pytest.mark.timeout(1200)
+def test_the_dashboard_shows_a_live_run(stack: LocalStack):
+    """The gateway's page in headless Chromium follows a real run: reward curve, runs table, episodes."""
+    chromium_path()  # skip (or fail under CI) before launching anything
+    from playwright.sync_api import expect
+
+    config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
+    config["name"] = "dashboard"
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{stack.gateway_url}/dashboard/")
+        row = page.locator(f"tr[data-run-id='{run_id}']")
+        expect(row).to_contain_text("dashboard", timeout=POLL_TIMEOUT_MS)
+        row.click()
+        overall = page.locator("[data-testid=reward-point][data-series=overall]")
+        deadline = time.monotonic() + 600
+        while overall.count() < 2:  # two steps on the chart, drawn by the page's own polling
+            run = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()
+            assert run["status"] in ("pending", "running", "completed"), run.get("error")
+            assert time.monotonic() < deadline, f"the chart shows {overall.count()} points after 600 s; run: {run}"
+            page.wait_for_timeout(2000)
+
+        expect(row).to_contain_text(run_id)
+        newest = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/episodes", params={"limit": 1}, timeout=10).json()
+        task = newest["items"][0]["group"]["task"]["prompt"].splitlines()[0][:80]
+        expect(page.get_by_test_id("episode-task").filter(has_text=task).first).to_be_visible(timeout=POLL_TIMEOUT_MS)
+        expect(page.get_by_test_id("answer").first).to_contain_text("reward")
+        expect(page.get_by_test_id("generator-status")).to_contain_text("Generator ready")
+        page.screenshot(path=str(artifacts_dir() / "dashboard.png"), full_page=True)
+
+    stopped = gateway_post(f"{stack.gateway_url}/v1/runs/{run_id}/stop", timeout=10)
+    finished_first = stopped.status_code == 409 and "completed" in stopped.json()["detail"]  # all 3 steps done
+    assert stopped.status_code == 200 or finished_first, stopped.text
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json()["status"] in ("pending", "running"):
+        assert time.monotonic() < deadline, "the run still runs 60 s after it was stopped"
+        time.sleep(0.5)
+
+
 def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: LocalStack, redis_url: str):
     """SIGKILL while the trainer holds unacknowledged groups; a new trainer process resumes from the
     newest checkpoint, reclaims them, and the run completes: every delivered group was trained or
     dropped exactly once."""
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["trainer"].update(max_steps=3, max_staleness=1)
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
 
@@ -494,7 +583,7 @@ def test_a_data_parallel_trainer_trains_a_run(stack: LocalStack):
     try:
         config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
         config["trainer"].update(max_steps=2, groups_per_step=2)
-        created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+        created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
         assert created.status_code == 201, created.text
         seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
         assert run["status"] == "completed", run.get("error")
@@ -514,7 +603,7 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
     """weight_mode: lora trains a peft adapter; the generator serves each new one under the policy's name."""
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["trainer"].update(max_steps=2, weight_mode="lora", lora={"r": 8, "alpha": 16}, learning_rate=1e-2)
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
     seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
     assert run["status"] == "completed", run.get("error")
@@ -534,7 +623,7 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
 )
 def test_rolling_back_from_a_lora_run_restores_the_base_outputs(stack: LocalStack, finished: FinishedRun):
     assert "id" in LORA_RUN, "needs the LoRA run above"
-    back = httpx.post(
+    back = gateway_post(
         f"{stack.gateway_url}/v1/generator/weights", json={"run_id": LORA_RUN["id"], "version": 0}, timeout=120
     )
     assert back.status_code == 200 and back.json()["served"]["version"] == 0, back.text

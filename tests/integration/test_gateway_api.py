@@ -151,8 +151,10 @@ async def test_openapi_documents_every_route_and_its_problems(api: httpx.AsyncCl
             if ("{run_id}" in path and path != "/v1/runs/{run_id}/rollback") or "{name}" in path:
                 assert "404" in op["responses"], (method, path)
             for code, answer in op["responses"].items():
-                if code.startswith(("4", "5")) and code != "422":
-                    assert "application/problem+json" in answer.get("content", {}), (method, path, code)
+                if code.startswith(("4", "5")):
+                    problem = answer["content"]["application/problem+json"]["schema"]
+                    assert problem == {"$ref": "#/components/schemas/Problem"}, (method, path, code)
+    assert set(spec["components"]["schemas"]["Problem"]["properties"]) >= {"type", "title", "status", "detail"}
 
 
 async def test_a_run_naming_an_unknown_task_type_is_refused(api: httpx.AsyncClient):

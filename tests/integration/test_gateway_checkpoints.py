@@ -4,7 +4,8 @@ read a manifest, promote a version, roll back, and every refusal on the way."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -91,3 +92,29 @@ async def test_generator_down(api: httpx.AsyncClient, tmp_path: Path):
     await api.post(f"/v1/runs/{run_id}/stop")
     assert_problem(await api.post(f"/v1/runs/{run_id}/rollback", json={}), 503)
     assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": 0}), 503)
+
+
+@pytest.fixture
+def silent_peer() -> Iterator[str]:
+    """A TCP server that accepts connections and never answers: a generator stuck mid-swap."""
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_a_swap_answered_late_is_504_and_answered_wrong_is_502(
+    tmp_path: Path, redis_url: str, silent_peer: str, minimal_judge_url: str
+):
+    for generator_url, status in ((silent_peer, 504), (minimal_judge_url, 502)):  # the judge has no swap route
+        settings = GatewaySettings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway-{status}.db",
+            generator_url=generator_url,
+            redis_url=redis_url,
+            swap_timeout_s=1.0,
+        )
+        async with gateway_client(settings) as api:
+            run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+            assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/0/promote"), status)
+            assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": 0}), status)
