@@ -45,6 +45,7 @@ class GeneratorSettings(ServiceSettings):
     swap_timeout_s: float = Field(default=120.0, description="Each hot-swap step gives up after this.")
     enable_lora: bool = Field(default=False, description="Serve LoRA adapters (runs with weight_mode: lora).")
     max_lora_rank: int = Field(default=16, description="Largest adapter rank the server accepts.")
+    tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
 
 
@@ -89,6 +90,11 @@ class GatewaySettings(ServiceSettings):
         default_factory=list, description="SHA-256 hex digests of further accepted tokens, comma separated."
     )
     auth_reads: bool = Field(default=False, description="Require a token for reads (GET) too, not only changes.")
+    run_defaults: Path | None = Field(
+        default=None,
+        description="A YAML run config every submitted one is merged over (the submitted values win): the "
+        "deployment's model, corpus or judge, set once (a ConfigMap in Kubernetes).",
+    )
 
     @field_validator("api_tokens", "api_token_hashes", mode="before")
     @classmethod

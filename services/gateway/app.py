@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from redis.asyncio import Redis
 
-from services.gateway import auth
+from services.gateway import auth, configs
 from services.gateway.deps import DatabaseDep, RedisDep
 from services.gateway.routes import checkpoints, generator, judges, metrics, run_data, runs, tokens, training
 from services.gateway.routes.dashboard import mount_dashboard
@@ -41,6 +41,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await db.dispose()
 
     app = FastAPI(title="POP gateway", version=SCHEMA_VERSION, lifespan=lifespan)
+    app.state.run_defaults = configs.load_defaults(settings.run_defaults)
     install_problem_handlers(app)
     document_problems(app)
     instrument(app, "gateway")

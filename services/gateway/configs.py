@@ -4,6 +4,8 @@ task types loadable, and its judge (registered by name or given by URL) answerin
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -28,22 +30,52 @@ def invalid(loc: list[str | int], msg: str, kind: str) -> ProblemError:
     return ProblemError(422, "Invalid run config", f"{'.'.join(map(str, loc))}: {msg}", errors=errors)
 
 
-def parse(body: bytes, content_type: str) -> RunConfig:
+def load_defaults(path: Path | None) -> dict[str, Any]:
+    """The deployment's run defaults; a file that is no valid run config stops the gateway at start,
+    not at the first launch."""
+    if path is None:
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: run defaults must be a YAML mapping")
+    RunConfig.model_validate(data)
+    return data
+
+
+def merge(defaults: dict[str, Any], submitted: dict[str, Any]) -> dict[str, Any]:
+    """Submitted values win, section by section: a field given in ``trainer:`` replaces the default's
+    whole value (a ``task_mix`` is never mixed with the default one), the other fields keep theirs."""
+    merged = {**defaults, **submitted}
+    for key in defaults.keys() & submitted.keys():
+        if isinstance(defaults[key], dict) and isinstance(submitted[key], dict):
+            merged[key] = {**defaults[key], **submitted[key]}
+    return merged
+
+
+def parse(body: bytes, content_type: str, defaults: dict[str, Any] | None = None) -> RunConfig:
     try:
         if content_type.split(";")[0].strip() in YAML_TYPES:
-            return RunConfig.from_yaml(body.decode())
-        return RunConfig.model_validate(json.loads(body or b"{}"))
+            data = yaml.safe_load(body.decode())
+        else:
+            data = json.loads(body or b"{}")
+    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
+        raise ProblemError(400, "Unreadable run config", str(exc)) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProblemError(400, "Unreadable run config", f"a run config is a mapping, not {type(data).__name__}")
+    try:
+        return RunConfig.model_validate(merge(defaults or {}, data))
     except ValidationError as exc:
         errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
         raise ProblemError(422, "Invalid run config", detail, errors=errors) from exc
-    except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
-        raise ProblemError(400, "Unreadable run config", str(exc)) from exc
 
 
 async def read_config(request: Request, session: AsyncSession) -> RunConfig:
     """The request's run config, ready to run; every refusal names the field at fault."""
-    config = parse(await request.body(), request.headers.get("content-type", ""))
+    defaults: dict[str, Any] = request.app.state.run_defaults
+    config = parse(await request.body(), request.headers.get("content-type", ""), defaults)
     try:
         load_task_types(config.selfplay.task_mix, config.selfplay.task_dirs)
     except TaskTypeError as exc:

@@ -29,6 +29,7 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
         "--port", str(settings.port),
         "--dtype", settings.dtype,
         "--max-model-len", str(settings.max_model_len),
+        "--tensor-parallel-size", str(settings.tensor_parallel_size),
         "--generation-config", "vllm",
         "--disable-uvicorn-access-log",
         # Compact JSON: without it a structured-output reply may pad with whitespace up to

@@ -3,12 +3,18 @@ Idempotency-Key, metric series and sample episodes, with every error answer they
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from services.gateway.app import create_app
+from shared.settings import GatewaySettings
 from shared.streams import EpisodeStream, stream_key
 from shared.synthesis import SynthesisLedger, ledger_key
+from tests.integration.conftest import gateway_client
 from tests.integration.samples import group
 from tests.integration.test_gateway_api import assert_problem, step_report
 
@@ -176,3 +182,29 @@ async def test_trainer_endpoints_refuse_bad_reports(api: httpx.AsyncClient):
     not_final = assert_problem(await api.post(f"/v1/runs/{run_id}/finish", json={"status": "paused"}), 422)
     assert not_final["title"] == "Not a final status"
     assert_problem(await api.post("/v1/runs/nope/finish", json={"status": "failed"}), 404)
+
+
+async def test_the_deployments_run_defaults_fill_what_a_config_leaves_out(
+    database_url: str, redis_url: str, tmp_path: Path
+):
+    defaults = tmp_path / "run-defaults.yaml"
+    defaults.write_text(
+        "model: pop/tiny\nselfplay: {group_size: 6, task_mix: {long_form_qa: 1, creative_writing: 1}}\n"
+        "trainer: {max_steps: 7, learning_rate: 1.0e-5}\n"
+    )
+    settings = GatewaySettings(database_url=database_url, redis_url=redis_url, run_defaults=defaults)
+    async with gateway_client(settings) as api:
+        plain = (await api.post("/v1/runs", json={"name": "plain"})).json()["config"]
+        assert plain["model"] == "pop/tiny" and plain["trainer"]["max_steps"] == 7
+        assert plain["selfplay"]["group_size"] == 6
+        yaml_body = "selfplay: {task_mix: {instruction_following: 1}}\ntrainer: {max_steps: 2}\n"
+        own = await api.post("/v1/runs", content=yaml_body, headers={"content-type": "application/yaml"})
+        config = own.json()["config"]
+        assert config["trainer"]["max_steps"] == 2 and config["trainer"]["learning_rate"] == 1.0e-5
+        assert config["selfplay"]["task_mix"] == {"instruction_following": 1.0}  # replaced, not mixed
+        assert config["selfplay"]["group_size"] == 6
+        assert_problem(await api.post("/v1/runs", content=b"[1, 2]"), 400)
+
+    defaults.write_text("trainer: {max_steps: 0}\n")
+    with pytest.raises(ValidationError, match="max_steps"):
+        create_app(settings)  # a broken defaults file stops the gateway at start

@@ -1,0 +1,121 @@
+"""Every overlay renders (kubectl kustomize, offline), validates against the Kubernetes schemas, and its
+workloads agree with the services' entry points, ports, variables and health paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from shared.config import RunConfig
+from tests.deploy.tools import run, tool
+from tests.deploy.truth import ROOT, SERVICES, entry_point_exists, env_problem
+
+OVERLAYS = ("cpu-dev", "gpu", "external-judge")
+KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
+Doc = dict[str, Any]
+
+
+def render(overlay: str) -> list[Doc]:
+    result = run([tool("kubectl"), "kustomize", str(ROOT / "deploy" / "overlays" / overlay)], ROOT)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def find(docs: list[Doc], kind: str, name: str) -> Doc:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def workloads(docs: list[Doc]) -> dict[str, Doc]:
+    """Our services' pods by service name, told by the command they run."""
+    found = {}
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "StatefulSet"):
+            command = doc["spec"]["template"]["spec"]["containers"][0].get("command", [])
+            if command[:2] == ["python", "-m"]:
+                found[command[2].removeprefix("services.")] = doc
+    return found
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[Doc]]:
+    return request.param, render(request.param)
+
+
+def test_manifests_validate_against_the_kubernetes_schemas(rendered: tuple[str, list[Doc]]):
+    _, docs = rendered
+    for version in KUBERNETES_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+
+
+def test_a_broken_manifest_is_caught():
+    doc = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_workloads_match_the_services_code(rendered: tuple[str, list[Doc]]):
+    _, docs = rendered
+    pods = workloads(docs)
+    assert set(pods) == set(SERVICES)
+    config, secret = find(docs, "ConfigMap", "pop-config")["data"], find(docs, "Secret", "pop-secrets")
+    variables = [*config, *secret["stringData"]]
+    assert not [p for name in variables if (p := env_problem(name))]
+    for name, doc in pods.items():
+        truth, pod = SERVICES[name], doc["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert entry_point_exists(container["command"])
+        assert container["ports"][0]["containerPort"] == truth.port
+        assert not [p for e in container.get("env", []) if (p := env_problem(e["name"]))]
+        for probe in ("readinessProbe", "livenessProbe"):
+            get = container[probe]["httpGet"]
+            assert get["port"] == truth.port and get["path"] in truth.paths, (name, probe, get)
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+        assert container["resources"]["requests"]
+        services = [d for d in docs if d["kind"] == "Service" and d["spec"].get("selector") == {"app": name}]
+        assert all(p["port"] == truth.port for s in services for p in s["spec"]["ports"])
+
+
+def test_run_defaults_are_a_valid_run_config_on_the_generators_model(rendered: tuple[str, list[Doc]]):
+    _, docs = rendered
+    defaults = RunConfig.model_validate(
+        yaml.safe_load(find(docs, "ConfigMap", "pop-run-defaults")["data"]["run-defaults.yaml"])
+    )
+    assert defaults.model == find(docs, "ConfigMap", "pop-config")["data"]["POP_GENERATOR_MODEL"]
+    gateway = find(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    mounted = {v["name"]: v for v in gateway["volumes"]}["run-defaults"]["configMap"]["name"]
+    assert mounted == "pop-run-defaults"
+
+
+def test_checkpoints_live_on_shared_storage():
+    docs = render("cpu-dev")
+    claim = find(docs, "PersistentVolumeClaim", "pop-data")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    for name in ("generator", "trainer", "gateway"):
+        volumes = workloads(docs)[name]["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "data", "persistentVolumeClaim": {"claimName": "pop-data"}} in volumes
+
+
+def test_the_gpu_overlay_puts_the_generator_and_trainer_on_gpus():
+    docs = render("gpu")
+    for name in ("generator", "trainer"):
+        pod = workloads(docs)[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert container["image"].endswith(":gpu")
+        assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    config = find(docs, "ConfigMap", "pop-config")["data"]
+    assert config["POP_GENERATOR_TENSOR_PARALLEL_SIZE"] == "1"
+    assert workloads(docs)["judge"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":cpu")
+
+
+def test_the_external_judge_overlay_grades_runs_with_it():
+    docs = render("external-judge")
+    service = find(docs, "Service", "external-judge")
+    assert service["spec"]["type"] == "ExternalName"
+    defaults = yaml.safe_load(find(docs, "ConfigMap", "pop-run-defaults")["data"]["run-defaults.yaml"])
+    assert RunConfig.model_validate(defaults).judge.url == "http://external-judge:8100"
