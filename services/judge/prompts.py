@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,19 @@ _OVERHEAD = 64
 _TEMPLATES = Path(__file__).parent / "templates"
 
 
+_BLOCK_TAG = re.compile(r"<(/?)\s*(document|task|reference|answer)\b", re.IGNORECASE)
+
+
+def untrusted(text: str) -> str:
+    """Corpus text and model output go into tagged blocks; a tag of ours inside them is defused, so
+    they can neither close their block nor open a new one (prompt injection)."""
+    return _BLOCK_TAG.sub(lambda m: f"‹{m[1]}{m[2]}", text)
+
+
 @cache
 def template(name: str) -> Template:
     env = Environment(loader=FileSystemLoader(_TEMPLATES), undefined=StrictUndefined, keep_trailing_newline=False)
+    env.filters["untrusted"] = untrusted
     return env.get_template(name)
 
 
