@@ -24,12 +24,26 @@ def _redis_field() -> str:
     )
 
 
+def _comma_separated(cls: type, value: object) -> object:
+    """``a,b`` in an environment variable is the list [a, b]."""
+    return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+
+def _allowed_hosts_field(what: str) -> list[str]:
+    return Field(
+        default_factory=list,
+        description=f"{what}, comma separated: names, wildcards (*.svc.cluster.local), addresses or networks "
+        "(10.0.0.0/8). Empty: none (no request can make this service call a host of its choosing).",
+    )
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 0
     log_level: str = "info"
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Larger request bodies get 413.")
 
 
 class GeneratorSettings(ServiceSettings):
@@ -43,6 +57,11 @@ class GeneratorSettings(ServiceSettings):
     enforce_eager: bool = Field(default=True, description="Skip compile warm-up (~30 s vs ~2 min start).")
     kv_cache_gib: int = Field(default=1, description="VLLM_CPU_KVCACHE_SPACE on CPU.")
     swap_timeout_s: float = Field(default=120.0, description="Each hot-swap step gives up after this.")
+    checkpoint_root: Path = Field(
+        default=DEFAULT_HOME / "checkpoints",
+        description="The trainer's checkpoint folder: swaps load only from under it, the models folder and "
+        "the base model's own (symlinks resolved first).",
+    )
     enable_lora: bool = Field(default=False, description="Serve LoRA adapters (runs with weight_mode: lora).")
     max_lora_rank: int = Field(default=16, description="Largest adapter rank the server accepts.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
@@ -53,6 +72,9 @@ class JudgeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_JUDGE_", extra="ignore", populate_by_name=True)
 
     port: int = 8100
+    max_body_bytes: int = Field(
+        default=16 << 20, ge=1024, description="Larger grade requests get 413 (a document and K answers fit)."
+    )
     llm_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint that judges.")
     llm_model: str = "policy"
     llm_api_key: str = "EMPTY"
@@ -65,9 +87,14 @@ class JudgeSettings(ServiceSettings):
     )
     allow_request_endpoints: bool = Field(
         default=True,
-        description="Call the teacher endpoints (rubric_writer, scorer) a grade request names; "
-        "turn off where requests come from untrusted callers.",
+        description="Call the teacher endpoints (rubric_writer, scorer) a grade request names, on allowed "
+        "hosts; turn off where requests come from untrusted callers.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = _allowed_hosts_field(
+        "Hosts of the teacher endpoints a grade request may name"
+    )
+
+    _split = field_validator("allowed_hosts", mode="before")(_comma_separated)
 
 
 class GatewaySettings(ServiceSettings):
@@ -96,10 +123,12 @@ class GatewaySettings(ServiceSettings):
         "deployment's model, corpus or judge, set once (a ConfigMap in Kubernetes).",
     )
 
-    @field_validator("api_tokens", "api_token_hashes", mode="before")
-    @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+    allowed_hosts: Annotated[list[str], NoDecode] = _allowed_hosts_field(
+        "Hosts run configs may aim the system at: external judges (judge.url, registered judges) and teacher "
+        "endpoints (roles.*.base_url)"
+    )
+
+    _split = field_validator("api_tokens", "api_token_hashes", "allowed_hosts", mode="before")(_comma_separated)
 
 
 def reveal(secret: SecretStr | None) -> str | None:
@@ -144,3 +173,9 @@ class TrainerSettings(ServiceSettings):
         "(measured on 2 CPU cores: updates ran 3-7x slower while it generated).",
     )
     hold_seconds: float = Field(default=900.0, gt=0, le=3600, description="Lease of each hold; ends it if we die.")
+    retry_for_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="How long a gateway call or a stream acknowledgement is retried while what it calls restarts "
+        "(the gateway, its database, Redis, the generator) before the run is failed.",
+    )

@@ -8,11 +8,12 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
-from tests.processes import minimal_judge, tiny_generator
+from tests.processes import checkpoint_root, minimal_judge, tiny_generator
 
 
 def _free_port() -> int:
@@ -30,8 +31,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_generator_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with tiny_generator(tmp_path_factory.mktemp("tiny-generator")) as url:
+def tiny_generator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-generator")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_checkpoints(tiny_generator_dir: Path) -> Path:
+    """The only folder (besides the models') the tiny generator loads checkpoints from."""
+    return checkpoint_root(tiny_generator_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_url(tiny_generator_dir: Path) -> Iterator[str]:
+    with tiny_generator(tiny_generator_dir) as url:
         yield url
 
 

@@ -36,6 +36,11 @@ def service_process(
                 proc.wait()
 
 
+def checkpoint_root(log_dir: Path) -> Path:
+    """Where the tiny generator started in ``log_dir`` may load checkpoints from."""
+    return log_dir / "checkpoints"
+
+
 @contextmanager
 def tiny_generator(log_dir: Path) -> Iterator[str]:
     """The vLLM generator on the tiny model: a real OpenAI-compatible endpoint that writes noise."""
@@ -45,6 +50,7 @@ def tiny_generator(log_dir: Path) -> Iterator[str]:
         "POP_GENERATOR_MODEL": "pop/tiny",
         "POP_GENERATOR_DTYPE": "float32",
         "POP_GENERATOR_MAX_MODEL_LEN": "4096",
+        "POP_GENERATOR_CHECKPOINT_ROOT": str(checkpoint_root(log_dir)),
         "HF_HUB_OFFLINE": "1",
     }
     url = f"http://127.0.0.1:{port}"

@@ -17,6 +17,7 @@ from shared.clients.http import ServiceError
 from shared.clients.judge import JudgeClient
 from shared.config import RunConfig
 from shared.db import JudgeRecord
+from shared.hosts import HostAllowlist
 from shared.problems import ProblemError
 from shared.schemas import SCHEMA_VERSION
 from shared.tasktypes import TaskTypeError, load_task_types
@@ -60,6 +61,8 @@ def parse(body: bytes, content_type: str, defaults: dict[str, Any] | None = None
             data = json.loads(body or b"{}")
     except (yaml.YAMLError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError too
         raise ProblemError(400, "Unreadable run config", str(exc)) from exc
+    except RecursionError as exc:
+        raise ProblemError(400, "Unreadable run config", "the body is nested too deeply") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -88,9 +91,22 @@ async def read_config(request: Request, session: AsyncSession) -> RunConfig:
             msg = f"{config.judge.url!r} is not the url of judge {judge.name!r} ({judge.url})"
             raise invalid(["judge", "url"], msg, "judge")
         config = config.model_copy(update={"judge": config.judge.model_copy(update={"url": judge.url})})
+    check_hosts(config, request.app.state.allowed_hosts)
     if config.judge.url:
         await judge_health(config.judge.url)
     return config
+
+
+def check_hosts(config: RunConfig, allowed: HostAllowlist) -> None:
+    """Every URL the run would make our services call must be on an allowed host (no SSRF by config)."""
+    urls: list[tuple[list[str | int], str]] = [(["judge", "url"], config.judge.url)] if config.judge.url else []
+    for role in ("proposer", "solver", "rubric_writer", "scorer"):
+        endpoint = getattr(config.roles, role)
+        if endpoint is not None:
+            urls.append((["roles", role, "base_url"], endpoint.base_url))
+    for loc, url in urls:
+        if (why := allowed.refusal(url)) is not None:
+            raise invalid(loc, why, "host")
 
 
 async def judge_health(url: str) -> str:

@@ -7,6 +7,7 @@ import shlex
 
 from shared.logs import setup_logging
 from shared.modeling import resolve_model
+from shared.modeling.registry import models_dir
 from shared.settings import GeneratorSettings
 
 
@@ -31,6 +32,8 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
         "--max-model-len", str(settings.max_model_len),
         "--tensor-parallel-size", str(settings.tensor_parallel_size),
         "--generation-config", "vllm",
+        # Weights load from safetensors only: a pickle file (.bin, .pt) next to them is never read.
+        "--load-format", "safetensors",
         "--disable-uvicorn-access-log",
         # Compact JSON: without it a structured-output reply may pad with whitespace up to
         # max_tokens (a small model does), so it would never close.
@@ -61,7 +64,8 @@ def main() -> None:
     parser = make_arg_parser(FlexibleArgumentParser(description="POP generator (vLLM)"))
     args = parser.parse_args(vllm_argv(settings, model_path))
     validate_parsed_serve_args(args)
-    uvloop.run(serve(args, model_path, settings.swap_timeout_s))
+    roots = [settings.checkpoint_root, models_dir()]
+    uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import asyncio
 import json
 import logging
 from argparse import Namespace
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -141,7 +143,7 @@ def add_policy_routes(app: FastAPI, swapper: WeightSwapper) -> None:
     app.add_middleware(PolicyAlias, swapper=swapper)
 
 
-async def serve(args: Namespace, base_model_path: str, swap_timeout_s: float) -> None:
+async def serve(args: Namespace, base_model_path: str, swap_timeout_s: float, roots: Sequence[Path] = ()) -> None:
     from vllm import envs
     from vllm.entrypoints.launchers.api_server.app_state import init_app_state
     from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
@@ -153,7 +155,8 @@ async def serve(args: Namespace, base_model_path: str, swap_timeout_s: float) ->
         supported_tasks = await engine_client.get_supported_tasks()
         app = build_app(args, supported_tasks, engine_client.model_config)
         served_name = args.served_model_name[0] if args.served_model_name else args.model
-        add_policy_routes(app, WeightSwapper(engine_client, base_model_path, served_name, swap_timeout_s))
+        swapper = WeightSwapper(engine_client, base_model_path, served_name, swap_timeout_s, roots)
+        add_policy_routes(app, swapper)
         await init_app_state(engine_client, app.state, args, supported_tasks)
         app.state.swapper.models = app.state.openai_serving_models
         shutdown_task = await serve_http(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,21 @@ class SwapError(Exception):
 
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+
+
+def confine(raw: str, roots: Sequence[Path]) -> Path:
+    """The folder ``raw`` names, once symlinks are resolved, if it lies under one of ``roots``: a swap
+    request can make the server read only checkpoints and models, never any file it can reach."""
+    path = Path(raw)
+    if not path.is_absolute() or ".." in path.parts:
+        raise SwapError(400, "Checkpoint path refused", f"{raw!r}: an absolute path without '..' is required")
+    real = path.resolve()
+    if not any(real.is_relative_to(root.resolve()) for root in roots):
+        allowed = ", ".join(str(r) for r in roots)
+        raise SwapError(
+            400, "Checkpoint path refused", f"{raw} resolves to {real}, outside the weight roots ({allowed})"
+        )
+    return real
 
 
 def check_checkpoint(path: Path, checksum: str | None, mode: WeightMode = WeightMode.full) -> None:
@@ -51,8 +67,12 @@ def check_checkpoint(path: Path, checksum: str | None, mode: WeightMode = Weight
 class WeightSwapper:
     """Owns the served PolicyVersion; one swap at a time."""
 
-    def __init__(self, engine: Any, base_model_path: str, served_name: str, timeout_s: float) -> None:
+    def __init__(
+        self, engine: Any, base_model_path: str, served_name: str, timeout_s: float, roots: Sequence[Path] = ()
+    ) -> None:
         self.engine = engine
+        self.roots = [*roots, Path(base_model_path)] if Path(base_model_path).is_dir() else list(roots)
+        """Where swaps may load from: the checkpoint root, the models folder and the base model's own."""
         self.timeout_s = timeout_s
         self.base_model_path = base_model_path
         self.served_name = served_name
@@ -175,7 +195,7 @@ class WeightSwapper:
             metrics.record_swap(request.mode.value, metrics.swap_outcome(status), seconds, self.current.version)
 
     async def _swap(self, request: SwapRequest) -> PolicyVersion:
-        path = await asyncio.to_thread(lambda: Path(request.path).resolve())
+        path = await asyncio.to_thread(confine, request.path, self.roots)
         await asyncio.to_thread(check_checkpoint, path, request.checksum, request.mode)
         if request.mode is WeightMode.lora:
             return await self.swap_adapter(request, path)

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 
 from services.judge.grader import EndpointRefused, Grader, RubricError
 from shared.clients.llm import ChatClient
+from shared.hosts import HostAllowlist
+from shared.limits import BodyLimit
 from shared.observability import http_check, instrument, metrics_response, readiness
 from shared.problems import ProblemError, document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
@@ -36,7 +38,11 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
             settings.structured_output,
         )
         app.state.grader = Grader(
-            llm, settings.retries, settings.retry_temperature, allow_endpoints=settings.allow_request_endpoints
+            llm,
+            settings.retries,
+            settings.retry_temperature,
+            allow_endpoints=settings.allow_request_endpoints,
+            allowed_hosts=HostAllowlist(settings.allowed_hosts, "POP_JUDGE_ALLOWED_HOSTS"),
         )
         yield
         await app.state.grader.aclose()
@@ -44,6 +50,7 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
     app = FastAPI(title="POP judge", version=SCHEMA_VERSION, lifespan=lifespan)
     install_problem_handlers(app)
     document_problems(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     registry = instrument(app, "judge")
     llm_models = http_check(
         f"{settings.llm_base_url.rstrip('/')}/models", {"Authorization": f"Bearer {settings.llm_api_key}"}

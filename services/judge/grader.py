@@ -15,6 +15,7 @@ from services.judge.stats import JudgeStats
 from services.judge.verdicts import LLMScorer
 from shared.checks import grade_programmatic
 from shared.clients.llm import ChatClient
+from shared.hosts import HostAllowlist
 from shared.schemas import AnswerGrade, Criterion, GradeRequest, GradeResponse, ModelEndpoint, Rubric, Verdict
 
 log = logging.getLogger(__name__)
@@ -37,9 +38,11 @@ class Grader:
         retry_temperature: float = 0.7,
         spread: int = 4,
         allow_endpoints: bool = True,
+        allowed_hosts: HostAllowlist | None = None,
     ) -> None:
         self.llm, self.retries, self.retry_temperature, self.spread = llm, retries, retry_temperature, spread
         self.allow_endpoints = allow_endpoints
+        self.allowed_hosts = allowed_hosts or HostAllowlist([], "POP_JUDGE_ALLOWED_HOSTS")
         self.stats = JudgeStats()
         self._teachers: dict[str, ChatClient] = {}
 
@@ -49,6 +52,8 @@ class Grader:
             return self.llm
         if not self.allow_endpoints:
             raise EndpointRefused(f"this judge does not call request-supplied endpoints ({endpoint.base_url})", 403)
+        if (why := self.allowed_hosts.refusal(endpoint.base_url)) is not None:
+            raise EndpointRefused(f"teacher endpoint {endpoint.base_url}: {why}", 403)
         key = endpoint.model_dump_json()
         if key not in self._teachers:
             try:

@@ -67,7 +67,8 @@ def load_trainer_state(folder: Path) -> dict[str, Any] | None:
     path = folder / TRAINER_STATE
     if not path.is_file():
         return None
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    # weights_only: a restricted unpickler (tensors and plain containers), never arbitrary objects.
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return state
 
 

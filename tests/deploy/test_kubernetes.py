@@ -119,3 +119,5 @@ def test_the_external_judge_overlay_grades_runs_with_it():
     assert service["spec"]["type"] == "ExternalName"
     defaults = yaml.safe_load(find(docs, "ConfigMap", "pop-run-defaults")["data"]["run-defaults.yaml"])
     assert RunConfig.model_validate(defaults).judge.url == "http://external-judge:8100"
+    allowed = find(docs, "ConfigMap", "pop-config")["data"]["POP_GATEWAY_ALLOWED_HOSTS"].split(",")
+    assert "external-judge" in allowed  # the gateway may health-check it

@@ -59,6 +59,11 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 async def api(database_url: str, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
     # Nothing listens on port 9: the generator is "down" for these tests.
-    settings = GatewaySettings(database_url=database_url, generator_url="http://127.0.0.1:9", redis_url=redis_url)
+    settings = GatewaySettings(
+        database_url=database_url,
+        generator_url="http://127.0.0.1:9",
+        redis_url=redis_url,
+        allowed_hosts=["127.0.0.1"],  # the external judges these tests start
+    )
     async with gateway_client(settings) as client:
         yield client

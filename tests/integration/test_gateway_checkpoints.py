@@ -42,9 +42,11 @@ async def run_with_checkpoints(api: httpx.AsyncClient, root: Path, versions: int
     return str(run_id)
 
 
-async def test_manifest_promote_and_rollback_on_the_real_generator(api_live: httpx.AsyncClient, tmp_path: Path):
-    api = api_live
-    run_id = await run_with_checkpoints(api, tmp_path / "ckpt", versions=3)
+async def test_manifest_promote_and_rollback_on_the_real_generator(
+    api_live: httpx.AsyncClient, tiny_generator_checkpoints: Path
+):
+    api, root = api_live, tiny_generator_checkpoints
+    run_id = await run_with_checkpoints(api, root, versions=3)
 
     manifest = (await api.get(f"/v1/runs/{run_id}/checkpoints/2")).json()
     assert manifest["version"] == 2 and manifest["manifest"]["files"]["model.safetensors"]
@@ -74,7 +76,7 @@ async def test_manifest_promote_and_rollback_on_the_real_generator(api_live: htt
     assert_problem(await api.post("/v1/runs/nope/rollback", json={}), 404)
 
     # The generator refuses a checkpoint whose file changed after its manifest was written; v0 keeps serving.
-    (tmp_path / "ckpt" / run_id / "v000001" / "model.safetensors").write_bytes(b"corrupt")
+    (root / run_id / "v000001" / "model.safetensors").write_bytes(b"corrupt")
     refused = assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/1/promote"), 400)
     assert "checksum" in str(refused["detail"]).lower() or "sha256" in str(refused["detail"]).lower()
     assert (await api.get("/v1/generator/weights")).json()["version"] == 0

@@ -58,3 +58,16 @@ async def test_unusable_judges_are_not_registered(api: httpx.AsyncClient, tmp_pa
     assert_problem(await api.post("/v1/judges", json={"name": "Bad Name", "url": "http://127.0.0.1:9"}), 422)
     assert_problem(await api.post("/v1/judges", json={"name": "noscheme", "url": "127.0.0.1:9"}), 422)
     assert (await api.get("/v1/judges")).json() == []
+
+
+async def test_judges_and_teachers_off_the_allowlist_are_refused(api: httpx.AsyncClient):
+    """No run config or registration makes the system call a host the deployment did not allow (SSRF)."""
+    for url in ("http://169.254.169.254", "http://postgres:5432", "http://localhost:8100"):
+        problem = assert_problem(await api.post("/v1/judges", json={"name": "ssrf", "url": url}), 422)
+        assert "POP_GATEWAY_ALLOWED_HOSTS" in str(problem["detail"])
+        problem = assert_problem(await api.post("/v1/runs", json={"judge": {"url": url}}), 422)
+        assert problem["errors"][0]["loc"] == ["judge", "url"]
+        teacher = {"roles": {"scorer": {"base_url": f"{url}/v1", "model": "big"}}}
+        problem = assert_problem(await api.post("/v1/runs", json=teacher), 422)
+        assert problem["errors"][0]["loc"] == ["roles", "scorer", "base_url"]
+    assert (await api.get("/v1/judges")).json() == [] and (await api.get("/v1/runs")).json()["total"] == 0

@@ -3,6 +3,9 @@ attempt shows in vLLM's own /metrics, counted and timed by mode and outcome, wit
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import httpx
 
 from shared.modeling import resolve_model
@@ -42,3 +45,16 @@ async def test_health_and_swap_metrics(tiny_generator_url: str):
     assert delta("pop_generator_swaps_total", rejected) == 1
     assert delta("pop_generator_swap_seconds_count", rejected) == 1
     assert value(after, "pop_generator_policy_version") == 0  # the refused swap left version 0 serving
+
+
+async def test_a_swap_outside_the_weight_roots_is_refused_and_the_old_weights_serve(
+    tiny_generator_url: str, tmp_path: Path
+):
+    outside = tmp_path / "copy"
+    shutil.copytree(resolve_model("pop/tiny"), outside)  # a loadable model, in the wrong place
+    async with httpx.AsyncClient(timeout=60) as client:
+        before = (await client.get(f"{tiny_generator_url}/v1/policy")).json()
+        refused = await client.post(f"{tiny_generator_url}/v1/policy/swap", json={"version": 9, "path": str(outside)})
+        assert refused.status_code == 400 and refused.json()["title"] == "Checkpoint path refused"
+        assert "outside the weight roots" in refused.json()["detail"]
+        assert (await client.get(f"{tiny_generator_url}/v1/policy")).json() == before

@@ -19,7 +19,10 @@ REQUEST = {
 
 
 async def client(allow: bool) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(JudgeSettings(llm_base_url="http://127.0.0.1:9/v1", allow_request_endpoints=allow))
+    settings = JudgeSettings(
+        llm_base_url="http://127.0.0.1:9/v1", allow_request_endpoints=allow, allowed_hosts=["teacher.invalid"]
+    )
+    app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://judge") as c:
         yield c
@@ -53,3 +56,10 @@ async def test_keys_never_travel_in_requests(open_judge: httpx.AsyncClient):
     bad = {**REQUEST, "rubric_writer": {**REQUEST["rubric_writer"], "api_key": "sk-123"}}  # type: ignore[dict-item]
     reply = await open_judge.post("/v1/grade", json=bad)
     assert reply.status_code == 422 and "api_key" in reply.text
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/v1", "http://redis:6379/v1", "http://teacher.invalid.evil/v1"])
+async def test_teachers_on_hosts_off_the_allowlist_are_never_called(open_judge: httpx.AsyncClient, url: str):
+    request = {**{k: v for k, v in REQUEST.items() if k != "rubric_writer"}, "scorer": {"base_url": url, "model": "m"}}
+    reply = await open_judge.post("/v1/grade", json=request)
+    assert reply.status_code == 403 and "POP_JUDGE_ALLOWED_HOSTS" in reply.json()["detail"]

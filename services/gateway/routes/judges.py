@@ -4,7 +4,7 @@ A run config names a registered judge as ``judge.name``; the gateway fills in it
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import select
 
 from services.gateway import configs
@@ -42,8 +42,11 @@ async def _check(judge: JudgeRecord) -> None:
     response_model=JudgeRead,
     responses=problems(_409="The name is taken", _422="Invalid registration, or the judge failed its health check"),
 )
-async def register_judge(body: JudgeRegistration, session: SessionDep) -> JudgeRead:
+async def register_judge(body: JudgeRegistration, request: Request, session: SessionDep) -> JudgeRead:
     """Only a judge that answers its health check in our schema version is registered."""
+    if (why := request.app.state.allowed_hosts.refusal(body.url)) is not None:
+        errors = [{"loc": ["body", "url"], "msg": why, "type": "host"}]
+        raise ProblemError(422, "Judge refused", f"url: {why}", errors=errors)
     if await session.get(JudgeRecord, body.name) is not None:
         raise ProblemError(409, "Judge already registered", f"a judge named {body.name!r} exists; delete it first")
     version = await configs.judge_health(body.url)
