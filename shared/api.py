@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.config import RunConfig
 from shared.schemas import CheckpointManifest, EpisodeGroup, PolicyVersion
+
+MAX_INT = 2**31 - 1
+"""The largest integer a path, query or body may carry where it reaches SQL (a 32-bit column)."""
 
 
 class RunStatus(StrEnum):
@@ -26,6 +30,14 @@ class RunStatus(StrEnum):
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    @model_validator(mode="after")
+    def _utc(self) -> Self:
+        """Times are UTC with their offset (RFC 3339), also when the database (SQLite) kept none."""
+        for name, value in self.__dict__.items():
+            if isinstance(value, datetime) and value.tzinfo is None:
+                setattr(self, name, value.replace(tzinfo=UTC))
+        return self
 
 
 class StepRead(ApiModel):
@@ -74,8 +86,8 @@ class ClaimRequest(ApiModel):
 class StepReport(ApiModel):
     """Sent by the trainer after an update and its checkpoint are durable."""
 
-    step: int = Field(ge=1)
-    policy_version: int = Field(ge=1)
+    step: int = Field(ge=1, le=MAX_INT)
+    policy_version: int = Field(ge=1, le=MAX_INT)
     mean_score: float | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     checkpoint_path: str = Field(min_length=1)
@@ -91,7 +103,7 @@ class SwapCommand(ApiModel):
     """Hot-swap the generator to a checkpoint recorded for a run."""
 
     run_id: str
-    version: int = Field(ge=0, description="0 restores the run's base model.")
+    version: int = Field(ge=0, le=MAX_INT, description="0 restores the run's base model.")
 
 
 class SwapResult(ApiModel):
@@ -103,7 +115,10 @@ class RollbackCommand(ApiModel):
     """Serve an earlier checkpoint of a run that is no longer training."""
 
     version: int | None = Field(
-        default=None, ge=0, description="The version to serve; default: the one before the version served now."
+        default=None,
+        ge=0,
+        le=MAX_INT,
+        description="The version to serve; default: the one before the version served now.",
     )
 
 

@@ -176,8 +176,8 @@ class JudgeConfig(ConfigModel):
     gateway checks its health and schema version before accepting the run. None: the deployment's judge."""
     grading: GradingMode = "all_at_once"
     """``all_at_once``: one scorer call per answer (cheaper); ``per_criterion``: one per criterion (more accurate)."""
-    extra_criteria: list[Criterion] = Field(default_factory=list)
-    """Criteria added to every rubric, e.g. programmatic word-count or must-mention checks."""
+    extra_criteria: list[Criterion] = Field(default_factory=list, max_length=32)
+    """Criteria added to every rubric, e.g. programmatic word-count or must-mention checks (at most 32)."""
     write_rubric: bool = True
     """``False`` skips the rubric writer: each task's rubric is its stated constraints plus ``extra_criteria``
     (a fixed rubric; all-programmatic criteria make verifiable rewards with no model call in the judge)."""

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -65,8 +66,19 @@ async def _on_validation(_: Request, exc: Exception) -> JSONResponse:
     return problem(422, "Request validation failed", fields, errors=errors)
 
 
+async def _on_recursion(_: Request, exc: Exception) -> JSONResponse:
+    return problem(400, "Body nested too deeply", "a JSON body this deeply nested is not accepted")
+
+
+async def _on_disconnect(_: Request, exc: Exception) -> JSONResponse:
+    """The client left mid-body (or a body limit cut it off): nobody reads this, but nothing crashed."""
+    return problem(400, "Client disconnected", "the request body did not arrive whole")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RecursionError, _on_recursion)
+    app.add_exception_handler(ClientDisconnect, _on_disconnect)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(RequestValidationError, _on_validation)
 

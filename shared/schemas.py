@@ -251,10 +251,10 @@ class GradeRequest(Schema):
     document: str
     task: str = Field(min_length=1)
     reference: str = ""
-    answers: list[str] = Field(min_length=1)
+    answers: list[str] = Field(min_length=1, max_length=512)
     rubric: Rubric | None = None
     extra_criteria: list[Criterion] = Field(
-        default_factory=list, description="Criteria appended to the rubric (e.g. programmatic checks)."
+        default_factory=list, max_length=32, description="Criteria appended to the rubric (e.g. programmatic checks)."
     )
     rubric_guidance: str = Field(default="", description="Task-type advice added to the rubric writer's brief.")
     judge_guidance: str = Field(default="", description="Task-type advice added to the scorer's brief.")

@@ -16,6 +16,8 @@ from services.gateway.routes.dashboard import mount_dashboard
 from services.gateway.routes.responses import UNAUTHORIZED, problems
 from shared.clients.generator import GeneratorClient
 from shared.db import Database
+from shared.hosts import HostAllowlist
+from shared.limits import BodyLimit
 from shared.observability import instrument, readiness
 from shared.problems import document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION
@@ -42,9 +44,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="POP gateway", version=SCHEMA_VERSION, lifespan=lifespan)
     app.state.run_defaults = configs.load_defaults(settings.run_defaults)
+    app.state.allowed_hosts = HostAllowlist(settings.allowed_hosts, "POP_GATEWAY_ALLOWED_HOSTS")
     install_problem_handlers(app)
     document_problems(app)
     instrument(app, "gateway")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     for router in (runs.router, training.router, run_data.router, checkpoints.router, generator.router, judges.router):
         app.include_router(router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
     app.include_router(tokens.router, dependencies=[auth.AuthorizedAlways], responses=UNAUTHORIZED)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import httpx
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from services.gateway import store, swapping
 from services.gateway.deps import GeneratorDep, SessionDep, SettingsDep
 from services.gateway.routes.generator import SWAP_ERRORS
 from services.gateway.routes.responses import CONFLICT, NOT_FOUND
-from shared.api import CheckpointRead, RollbackCommand, RunStatus, SwapResult
+from shared.api import MAX_INT, CheckpointRead, RollbackCommand, RunStatus, SwapResult
 from shared.clients.http import ServiceError
 from shared.problems import ProblemError
 
+Version = Annotated[int, Path(ge=0, le=MAX_INT, description="A policy version of the run.")]
 router = APIRouter(prefix="/v1/runs/{run_id}", tags=["checkpoints"])
 ROLLBACK_ALLOWED = (RunStatus.paused, RunStatus.completed, RunStatus.stopped, RunStatus.failed)
 
@@ -24,7 +27,7 @@ async def list_checkpoints(run_id: str, session: SessionDep) -> list[CheckpointR
 
 
 @router.get("/checkpoints/{version}", response_model=CheckpointRead, responses=NOT_FOUND)
-async def get_checkpoint(run_id: str, version: int, session: SessionDep) -> CheckpointRead:
+async def get_checkpoint(run_id: str, version: Version, session: SessionDep) -> CheckpointRead:
     """Its manifest: run, version, step, base model, weight mode and the sha256 of every file."""
     await store.get_run(session, run_id)
     return store.checkpoint_read(await store.get_checkpoint(session, run_id, version))
@@ -32,11 +35,9 @@ async def get_checkpoint(run_id: str, version: int, session: SessionDep) -> Chec
 
 @router.post("/checkpoints/{version}/promote", response_model=SwapResult, responses=SWAP_ERRORS)
 async def promote(
-    run_id: str, version: int, session: SessionDep, generator: GeneratorDep, settings: SettingsDep
+    run_id: str, version: Version, session: SessionDep, generator: GeneratorDep, settings: SettingsDep
 ) -> SwapResult:
     """Serve this version now (0: the run's base model). A running run's trainer swaps forward at its next update."""
-    if version < 0:
-        raise ProblemError(422, "Invalid version", f"version must be >= 0, got {version}")
     return await swapping.swap_to(session, generator, run_id, version, settings.swap_timeout_s)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from services.gateway import episodes, store
 from services.gateway.deps import RedisDep, SessionDep
 from services.gateway.routes.responses import BAD_QUERY, NOT_FOUND
-from shared.api import EpisodePage, MetricSeries
+from shared.api import MAX_INT, EpisodePage, MetricSeries
 from shared.synthesis import SynthesisLedger, SynthesisRead
 
 router = APIRouter(prefix="/v1/runs/{run_id}", tags=["runs"])
@@ -20,7 +20,7 @@ async def metric_series(
     run_id: str,
     session: SessionDep,
     names: Annotated[list[str] | None, Query(alias="name", description="Only these metrics (repeatable).")] = None,
-    after_step: Annotated[int, Query(ge=0, description="Only steps after this one (for polling).")] = 0,
+    after_step: Annotated[int, Query(ge=0, le=MAX_INT, description="Only steps after this one (for polling).")] = 0,
 ) -> MetricSeries:
     """Every step's metrics, oldest first: loss, rewards by task type, rubric pass rates, staleness, throughput."""
     return await store.metric_series(session, run_id, set(names) if names else None, after_step)

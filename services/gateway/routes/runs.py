@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from services.gateway import configs, idempotency, store
 from services.gateway.deps import GeneratorDep, RedisDep, SessionDep
 from services.gateway.routes.responses import BAD_QUERY, CONFLICT, NOT_FOUND, problems
-from shared.api import RunList, RunRead, RunStatus
+from shared.api import MAX_INT, RunList, RunRead, RunStatus
 from shared.config import RunConfig
 from shared.streams import dead_letter_key, stream_key
 from shared.synthesis import ledger_key, recent_tasks_key
@@ -67,7 +67,7 @@ async def list_runs(
     run_status: Annotated[list[RunStatus] | None, Query(alias="status", description="Any of these.")] = None,
     name: Annotated[str | None, Query(max_length=120, description="Part of the run's name.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> RunList:
     """Newest first; ``total`` counts every match, for paging with ``offset``."""
     rows, total = await store.list_runs(session, run_status, limit, offset, name)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
 from sqlalchemy import select
 
 from services.gateway import auth
 from services.gateway.deps import SessionDep
 from services.gateway.routes.responses import problems
-from shared.api import TokenCreate, TokenIssued, TokenRead
+from shared.api import MAX_INT, TokenCreate, TokenIssued, TokenRead
 from shared.db import TokenRecord
 
 router = APIRouter(prefix="/v1/tokens", tags=["auth"])
@@ -28,6 +30,6 @@ async def list_tokens(session: SessionDep) -> list[TokenRead]:
 
 
 @router.delete("/{token_id}", response_model=TokenRead, responses=problems(_404="No such token"))
-async def revoke_token(token_id: int, session: SessionDep) -> TokenRead:
+async def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_INT)], session: SessionDep) -> TokenRead:
     """Requests bearing it are refused from now on; idempotent."""
     return TokenRead.model_validate(await auth.revoke(session, token_id))
