@@ -118,6 +118,10 @@ async def record_step(session: AsyncSession, run_id: str, report: StepReport) ->
     """A paused run still takes the step its trainer was finishing when the pause came."""
     run = await get_run(session, run_id)
     _require(run, RunStatus.running, RunStatus.paused, action="record a step of")
+    if report.step == run.step and report.policy_version == run.policy_version and run.steps:
+        latest = run.steps[-1]
+        if latest.step == report.step and latest.policy_version == report.policy_version:
+            return run  # a retry of the report we already hold (its answer was lost): the same outcome
     if report.step != run.step + 1:
         raise ProblemError(409, "Out-of-order step", f"run {run_id} is at step {run.step}, got {report.step}")
     session.add(

@@ -12,7 +12,7 @@ import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +26,7 @@ from services.trainer.ops import TrainerMetrics
 from services.trainer.parallel import Message, Replicas
 from services.trainer.policy import Policy
 from services.trainer.resume import resume, trainer_state
+from services.trainer.retry import persist
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
 from shared.clients.generator import GeneratorClient
@@ -74,10 +75,11 @@ class RunTrainer:
             self.metrics.policy_version.labels(self.run.id).set(self.version)
             if self.version == 0 and self.cfg.swap_after_update:
                 # The generator may still serve another run's weights: start this run from its own base.
-                await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=0)))
+                await self._call("swap to v0", lambda: self.gateway.swap(SwapCommand(run_id=self.run.id, version=0)))
             while self.step < self.cfg.max_steps:
                 await self._one_step(self.policy)
-            await self.gateway.finish_run(self.run.id, FinishReport(status=RunStatus.completed))
+            done = FinishReport(status=RunStatus.completed)
+            await self._call("finish", lambda: self.gateway.finish_run(self.run.id, done))
             log.info("run %s completed after %d steps; %s", self.run.id, self.step, dict(self.counts))
         except RunStopped:
             log.info("run %s was stopped at step %d", self.run.id, self.step)
@@ -94,13 +96,13 @@ class RunTrainer:
             if self.generator is not None:
                 await self.generator.aclose()
 
-    async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str], list[str]]:
+    async def collect(self, policy: Policy) -> tuple[list[EpisodeGroup], list[str], dict[str, str]]:
         """Read until ``groups_per_step`` fresh, informative groups are in hand: (groups, their entry
-        ids, ids of groups dropped on the way). Nothing is acknowledged here; the step does it, after
-        its checkpoint, so a crash re-delivers all of them and each is counted exactly once."""
+        ids, the groups dropped on the way with why). Nothing is acknowledged here; the step does it,
+        after its checkpoint, so a crash re-delivers all of them and each is counted exactly once."""
         groups: list[EpisodeGroup] = []
         used: list[str] = []
-        dropped: list[str] = []
+        dropped: dict[str, str] = {}
         while len(groups) < self.cfg.groups_per_step:
             try:
                 delivered = (
@@ -118,10 +120,10 @@ class RunTrainer:
                 group = item.group
                 if group.policy_version < self.version - self.cfg.max_staleness:
                     self.counts["dropped_stale"] += 1
-                    dropped.append(item.entry_id)
+                    dropped[item.entry_id] = "stale"
                 elif not policy.usable(group):
                     self.counts["dropped_no_signal"] += 1
-                    dropped.append(item.entry_id)
+                    dropped[item.entry_id] = "no_signal"
                 else:
                     groups.append(group)
                     used.append(item.entry_id)
@@ -131,7 +133,7 @@ class RunTrainer:
 
     async def _one_step(self, policy: Policy) -> None:
         started, counts_before = time.perf_counter(), Counter(self.counts)
-        groups, entry_ids, dropped_ids = await self.collect(policy)
+        groups, entry_ids, dropped = await self.collect(policy)
         waited = time.perf_counter() - started
         async with self._cores():
             result = await asyncio.to_thread(policy.update, groups)
@@ -152,22 +154,23 @@ class RunTrainer:
         }
         summary = {"step": step, "policy_version": version, "metrics": metrics}
         summary["mean_score"] = statistics.fmean(rewards) if rewards else None
-        state = trainer_state(policy, entry_ids, dropped_ids, self.counts, summary)
+        state = trainer_state(policy, entry_ids, dropped, self.counts, summary)
         path, manifest = await asyncio.to_thread(
             save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
             self.run.id, version, step, self.run.config.model, state, self.cfg.weight_mode,
         )  # fmt: skip
-        await self.stream.ack(entry_ids + dropped_ids)
+        await persist("ack", lambda: self.stream.ack(entry_ids + list(dropped)), self.settings.retry_for_s)
         self.step, self.version = step, version
         self.metrics.step(
             self.run.id, version, time.perf_counter() - started, counts_before, self.counts,
             result.metrics, rewards,
         )  # fmt: skip
         report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
-        recorded = await self._call(self.gateway.report_step(self.run.id, report))
+        recorded = await self._call(f"report step {step}", lambda: self.gateway.report_step(self.run.id, report))
         prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
         if self.cfg.swap_after_update:
-            swap = await self._call(self.gateway.swap(SwapCommand(run_id=self.run.id, version=version)))
+            command = SwapCommand(run_id=self.run.id, version=version)
+            swap = await self._call(f"swap to v{version}", lambda: self.gateway.swap(command))
             log.info(
                 "run %s: step %d, generator serves v%d (%.2fs)",
                 self.run.id,
@@ -196,17 +199,18 @@ class RunTrainer:
             except Exception as exc:  # its lease ends the hold anyway
                 log.warning("could not release the colocated generator (%r)", exc)
 
-    async def _call(self, coro: Awaitable[T]) -> T:
-        """A gateway call; 409 means the run ended or was paused elsewhere, 404 that it was deleted."""
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent gateway call, retried through restarts (of the gateway, its database, the
+        generator); 409 means the run ended or was paused elsewhere, 404 that it was deleted."""
         try:
-            return await coro
+            return await persist(f"run {self.run.id}: {what}", call, self.settings.retry_for_s)
         except ServiceError as exc:
             if exc.status in (404, 409):
                 raise RunStopped from exc
             raise
 
     async def _check_running(self) -> None:
-        self._still_ours(await self._call(self.gateway.get_run(self.run.id)))
+        self._still_ours(await self._call("status", lambda: self.gateway.get_run(self.run.id)))
 
     def _still_ours(self, run: RunRead) -> None:
         """Paused, ended, or (paused and resumed meanwhile) handed to another trainer: let go of it."""

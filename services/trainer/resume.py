@@ -19,6 +19,7 @@ from typing import Any
 from services.trainer.checkpoint import latest_checkpoint, load_trainer_state
 from services.trainer.parallel import Replicas
 from services.trainer.policy import Policy
+from services.trainer.retry import persist
 from shared.api import RunRead, StepReport
 from shared.clients.gateway import GatewayClient
 from shared.settings import TrainerSettings
@@ -37,12 +38,14 @@ class Resumed:
 
 
 def trainer_state(
-    policy: Policy, entry_ids: list[str], dropped_ids: list[str], counts: Counter[str], report: dict[str, Any]
+    policy: Policy, entry_ids: list[str], dropped: dict[str, str], counts: Counter[str], report: dict[str, Any]
 ) -> dict[str, Any]:
+    """``dropped`` maps each dropped entry to why (stale, no_signal): an audit can account for each."""
     return {
         "policy": policy.state(),
         "entry_ids": entry_ids,
-        "dropped_ids": dropped_ids,
+        "dropped_ids": list(dropped),
+        "dropped_reasons": dropped,
         "counts": dict(counts),
         "report": report,
     }
@@ -68,10 +71,11 @@ async def resume(
         state = await asyncio.to_thread(load_trainer_state, folder) or {}
         if "policy" in state:
             policy.load_state(state["policy"])
-        await stream.ack([*state.get("entry_ids", []), *state.get("dropped_ids", [])])
+        consumed = [*state.get("entry_ids", []), *state.get("dropped_ids", [])]
+        await persist("ack at resume", lambda: stream.ack(consumed), settings.retry_for_s)
         if manifest.version > run.policy_version:  # died after the checkpoint, before the gateway heard of it
             report = StepReport(checkpoint_path=str(folder), manifest=manifest, **state.get("report", {}))
-            await gateway.report_step(run.id, report)
+            await persist("re-report", lambda: gateway.report_step(run.id, report), settings.retry_for_s)
         resumed = Resumed(policy, manifest.step, manifest.version, Counter(state.get("counts", {})))
         log.info("run %s resumes from %s (step %d)", run.id, folder, manifest.step)
     resumed.reclaimed = await stream.reclaim(settings.consumer_name, min_idle_ms=0)

@@ -282,10 +282,10 @@ def test_prompts_sent_keep_the_generation_verification_gap(finished: FinishedRun
             assert doc not in c.text()
             assert _windows(doc) & _windows(c.text()) <= _windows(task)
 
-        rubric = [c for c in calls if c.text().startswith(RUBRIC_SYSTEM) and f"Task:\n{task}\n" in c.text()]
+        rubric = [c for c in calls if c.text().startswith(RUBRIC_SYSTEM) and f"<task>\n{task}\n</task>" in c.text()]
         assert rubric and all(doc in c.text() and c.prefix == "teacher" for c in rubric)
 
-        scorer = [c for c in calls if c.text().startswith(SCORE_SYSTEM) and f"Task:\n{task}\n" in c.text()]
+        scorer = [c for c in calls if c.text().startswith(SCORE_SYSTEM) and f"<task>\n{task}\n</task>" in c.text()]
         assert scorer and all(c.prefix == "teacher" and c.authorization == "Bearer teacher-secret" for c in scorer)
         assert g.task.rubric is not None
         allowed = " ".join(
@@ -629,3 +629,17 @@ def test_rolling_back_from_a_lora_run_restores_the_base_outputs(stack: LocalStac
     assert back.status_code == 200 and back.json()["served"]["version"] == 0, back.text
     wait_idle(stack.generator_url)
     assert probe_logprobs(stack.generator_url) == pytest.approx(finished.base_probe, abs=1e-5)
+
+
+def test_secrets_never_reach_logs_or_api_answers(stack: LocalStack, finished: FinishedRun):
+    """The gateway token and the teacher's API key were used all through this module's runs; neither
+    appears in any service's log, nor in what the API answers about those runs."""
+    secrets = (TOKEN, "teacher-secret")
+    for log in sorted(stack.logs.glob("*.log")):
+        text = log.read_text(errors="replace")
+        assert not [s for s in secrets if s in text], f"a secret is in {log}"
+    runs = httpx.get(f"{stack.gateway_url}/v1/runs", params={"limit": 500}, timeout=10).text
+    episodes = httpx.get(f"{stack.gateway_url}/v1/runs/{finished.run['id']}/episodes", timeout=10).text
+    metrics = httpx.get(f"{stack.gateway_url}/metrics", timeout=10).text
+    assert not [s for s in secrets for body in (runs, episodes, metrics) if s in body]
+    assert TEACHER_KEY in runs  # the config names the variable that holds the key, never the key

@@ -85,6 +85,8 @@ async def test_trainer_lifecycle_claim_steps_finish(api: httpx.AsyncClient):
         r = await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, step, score))
         assert r.status_code == 200, r.text
     assert_problem(await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, 5, 0.1)), 409)
+    again = await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, 2, 1.0))  # a retried report
+    assert again.status_code == 200 and again.json()["step"] == 2 and len(again.json()["steps"]) == 2
 
     run = (await api.get(f"/v1/runs/{run_id}")).json()
     assert run["step"] == 2 and run["policy_version"] == 2
