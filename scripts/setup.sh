@@ -31,10 +31,11 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # Test tools from Debian: chromium for the dashboard's browser tests (playwright downloads no browser
-# of its own) and docker-compose to resolve the compose file offline (no Docker engine needed).
+# of its own), docker-compose to resolve the compose file offline (no Docker engine needed), wrk.
 debs=()
 command -v chromium >/dev/null 2>&1 || debs+=(chromium fonts-dejavu-core)
 command -v docker-compose >/dev/null 2>&1 || debs+=(docker-compose)
+command -v wrk >/dev/null 2>&1 || debs+=(wrk)  # the gateway's load test
 if [ ${#debs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then as_root=(env)
   elif sudo -n true 2>/dev/null; then as_root=(sudo -n env)
