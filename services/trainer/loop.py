@@ -37,6 +37,7 @@ from shared.settings import TrainerSettings
 from shared.streams import Delivered, EpisodeStream
 
 log = logging.getLogger(__name__)
+SERVED_CHECK_S = 10.0
 T = TypeVar("T")
 
 
@@ -64,6 +65,7 @@ class RunTrainer:
         self.version, self.step = run.policy_version, run.step
         self.policy: Policy | None = None
         self.reclaimed: list[Delivered] = []
+        self._served_checked = 0.0
 
     async def train(self) -> None:
         self.metrics.watch(self.stream)
@@ -121,6 +123,7 @@ class RunTrainer:
                 if group.policy_version < self.version - self.cfg.max_staleness:
                     self.counts["dropped_stale"] += 1
                     dropped[item.entry_id] = "stale"
+                    await self._ensure_served()
                 elif not policy.usable(group):
                     self.counts["dropped_no_signal"] += 1
                     dropped[item.entry_id] = "no_signal"
@@ -180,6 +183,21 @@ class RunTrainer:
             )
         log.info("run %s: step %d loss %.4f mean score %s", self.run.id, step, result.loss, report.mean_score)
         self._still_ours(recorded)
+
+    async def _ensure_served(self) -> None:
+        """Stale groups keep coming: a restarted generator serves its base model until told otherwise,
+        and producers would feed us its groups forever. Put our newest version back (at most every
+        ``SERVED_CHECK_S``)."""
+        if not self.cfg.swap_after_update or time.monotonic() < self._served_checked + SERVED_CHECK_S:
+            return
+        self._served_checked = time.monotonic()
+        served = await self._call("served version", self.gateway.served)
+        if (served.run_id, served.version) != (self.run.id, self.version):
+            log.warning("run %s: the generator serves %s v%d, not v%d; swapping back",
+                        self.run.id, served.run_id, served.version, self.version)  # fmt: skip
+            self.counts["reswaps"] += 1
+            command = SwapCommand(run_id=self.run.id, version=self.version)
+            await self._call(f"swap back to v{self.version}", lambda: self.gateway.swap(command))
 
     @contextlib.asynccontextmanager
     async def _cores(self) -> AsyncIterator[None]:

@@ -103,7 +103,7 @@ def faults(stack: Stack) -> list[tuple[str, Callable[[], None]]]:
 
     return [
         ("trainer SIGKILL", restart("trainer")),
-        ("generator SIGKILL mid-swap", restart("generator")),
+        ("generator SIGKILL at a swap", restart("generator")),
         ("judge SIGKILL", restart("judge")),
         ("producer SIGKILL", restart("selfplay")),
         ("gateway SIGKILL", restart("gateway")),
@@ -182,8 +182,8 @@ def test_with_the_trainer_stopped_producers_wait_at_the_stream_bound(stack: Stac
     created = httpx.post(f"{local.gateway_url}/v1/runs", json=config, headers=AUTH, timeout=30)
     run_id = created.json()["id"]
     deadline = time.monotonic() + 120
-    while run_state(local, run_id)["status"] != "running":  # claimed: producers feed it from now on
-        assert time.monotonic() < deadline, "no trainer claimed the run"
+    while served_run(local) != run_id:  # claimed, and its base model served: producers feed it from now on
+        assert time.monotonic() < deadline, "no trainer took the run up"
         time.sleep(0.2)
     local.kill("trainer")  # nobody reads the stream any more
     try:
@@ -221,3 +221,10 @@ def throttled_count(local: LocalStack, run_id: str) -> float:
 
     text = httpx.get(f"http://127.0.0.1:{local.ports['selfplay']}/metrics", timeout=10).text
     return value(samples(text), "pop_selfplay_throttled_total", run_id=run_id) or 0.0
+
+
+def served_run(local: LocalStack) -> str | None:
+    try:
+        return httpx.get(f"{local.generator_url}/v1/policy", timeout=5).json().get("run_id")
+    except (httpx.HTTPError, ValueError):
+        return None
