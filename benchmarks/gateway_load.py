@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +52,14 @@ class LoadResult:
     p99_ms: float
     non_2xx: int
     socket_errors: int
+
+    def table(self) -> str:
+        return "\n".join([
+            "| connections | seconds | requests/s | p50 (ms) | p99 (ms) | requests | non-2xx | socket errors |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {self.connections} | {self.seconds} | {self.rps:.0f} | {self.p50_ms:.1f} | {self.p99_ms:.1f} "
+            f"| {self.requests} | {self.non_2xx} | {self.socket_errors} |",
+        ])  # fmt: skip
 
     def line(self) -> str:
         return (
@@ -95,10 +105,9 @@ def seed(url: str) -> str:
     return str(run_id)
 
 
-def load(seconds: int, connections: int, database_url: str | None, redis_url: str) -> LoadResult:
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+@contextmanager
+def running_gateway(database_url: str | None, redis_url: str) -> Iterator[tuple[str, str]]:
+    """A gateway process with a seeded run: (its URL, the run's id)."""
     with tempfile.TemporaryDirectory() as home:
         port = free_port()
         env = {
@@ -110,11 +119,18 @@ def load(seconds: int, connections: int, database_url: str | None, redis_url: st
         }
         url = f"http://127.0.0.1:{port}"
         with service_process([sys.executable, "-m", "services.gateway"], env, f"{url}/healthz", Path(home) / "gw.log"):
-            run_id = seed(url)
-            script = Path(home) / "mix.lua"
-            script.write_text(LUA.replace("RUN", run_id).replace("TOKEN", TOKEN))
-            argv = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-            output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+            yield url, seed(url)
+
+
+def load(seconds: int, connections: int, database_url: str | None, redis_url: str) -> LoadResult:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
+    with running_gateway(database_url, redis_url) as (url, run_id), tempfile.TemporaryDirectory() as scratch:
+        script = Path(scratch) / "mix.lua"
+        script.write_text(LUA.replace("RUN", run_id).replace("TOKEN", TOKEN))
+        argv = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+        output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return parse(output, seconds, connections)
 
 
