@@ -6,6 +6,10 @@ from typing import Any
 
 import httpx
 
+# Idle connections are dropped well before the servers drop them (uvicorn and vLLM: 5 s): a request
+# sent on a connection the server is closing at that instant fails with a ReadError, mid-run.
+KEEPALIVE_S = 2.0
+
 
 class ServiceError(Exception):
     """A non-2xx answer; ``problem`` holds the RFC 9457 body when the service sent one."""
@@ -19,7 +23,12 @@ class ServiceClient:
     def __init__(self, base_url: str, timeout_s: float = 30.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout_s,
+            headers=headers,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S),
+        )
 
     async def aclose(self) -> None:
         await self._http.aclose()
