@@ -27,7 +27,7 @@ from tests.processes import service_process
 STALL_S = 30.0
 
 
-@dataclass
+@dataclass(eq=False)  # a thread must stay hashable
 class Load(threading.Thread):
     """Two clients asking for short completions back to back, all through the swaps."""
 
