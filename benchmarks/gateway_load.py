@@ -8,18 +8,21 @@ percentiles and the count of 4xx/5xx answers.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
 from cli.stack import free_port
 from tests.processes import service_process
@@ -106,13 +109,42 @@ def seed(url: str) -> str:
 
 
 @contextmanager
+def scratch_database(database_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database beside ``database_url``'s, dropped afterwards: runs left in a
+    shared database would be claimed by the seed and the load's writes, and skew both."""
+    import asyncpg
+
+    base = make_url(database_url)
+    name = f"pop_bench_{secrets.token_hex(4)}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(
+            host=base.host, port=base.port, user=base.username, password=base.password, database=base.database
+        )
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
+@contextmanager
 def running_gateway(database_url: str | None, redis_url: str) -> Iterator[tuple[str, str]]:
-    """A gateway process with a seeded run: (its URL, the run's id)."""
-    with tempfile.TemporaryDirectory() as home:
+    """A gateway process with a seeded run, on a fresh database: (its URL, the run's id)."""
+    with tempfile.TemporaryDirectory() as home, ExitStack() as stack:
+        if database_url is None:
+            database_url = f"sqlite+aiosqlite:///{home}/gateway.db"
+        else:
+            database_url = stack.enter_context(scratch_database(database_url))
         port = free_port()
         env = {
             "POP_GATEWAY_PORT": str(port),
-            "POP_GATEWAY_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{home}/gateway.db",
+            "POP_GATEWAY_DATABASE_URL": database_url,
             "POP_GATEWAY_API_TOKENS": TOKEN,
             "POP_GATEWAY_LOG_LEVEL": "warning",
             "REDIS_URL": redis_url,

@@ -19,12 +19,17 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.metrics import histogram_sums, scrape
 from cli.stack import free_port
 from shared.files import sha256_file
 from shared.modeling import resolve_model
 from tests.processes import service_process
 
 STALL_S = 30.0
+PHASES = {
+    "full": ("verify", "drain", "checksum", "reload", "finish"),
+    "lora": ("verify", "-", "checksum", "load", "finish"),
+}
 
 
 @dataclass(eq=False)  # a thread must stay hashable
@@ -78,7 +83,7 @@ def make_adapter(model_path: str, folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
-    get_peft_model(base, config).save_pretrained(folder, safe_serialization=True)
+    get_peft_model(base, config).save_pretrained(str(folder), safe_serialization=True)
 
 
 def swap(client: httpx.Client, url: str, version: int, path: Path, mode: str, weights: str) -> float:
@@ -88,6 +93,24 @@ def swap(client: httpx.Client, url: str, version: int, path: Path, mode: str, we
     reply = client.post(f"{url}/v1/policy/swap", json=body, timeout=600)
     reply.raise_for_status()
     return time.perf_counter() - started
+
+
+def phases(url: str) -> dict[tuple[str, str], float]:
+    """Mean seconds per (mode, phase) of every swap so far, from the generator's own histogram."""
+    samples = scrape(url)
+    return {
+        (mode, phase): seconds / count
+        for mode in PHASES
+        for phase, (seconds, count) in histogram_sums(
+            {k: v for k, v in samples.items() if f"mode={mode}" in k}, "pop_generator_swap_phase_seconds", "phase"
+        ).items()
+        if count
+    }
+
+
+def phase_row(mode: str, spent: dict[tuple[str, str], float]) -> str:
+    cells = [f"{spent[mode, p]:.3f}" if (mode, p) in spent else "-" for p in PHASES[mode]]
+    return f"| {mode} | {' | '.join(cells)} |"
 
 
 def measure(model: str, swaps: int) -> str:
@@ -123,12 +146,23 @@ def measure(model: str, swaps: int) -> str:
                     rows.append((mode, size, statistics.median(seconds), max(seconds), read_floor(files)))
             load.stop.set()
             load.join()
+            spent = phases(url)
     lines = [
         "| mode | checkpoint (MiB) | swap p50 (s) | swap max (s) | disk-read floor (s) | p50 / floor |",
         "|---|---|---|---|---|---|",
         *(
             f"| {m} | {size:.1f} | {p50:.3f} | {worst:.3f} | {floor:.3f} | {p50 / floor:.1f} |"
             for m, size, p50, worst, floor in rows
+        ),
+        "",
+        "Where a swap's time goes (mean s, from the generator's `pop_generator_swap_phase_seconds`):",
+        "",
+        "| mode | verify (path, files) | drain | sha256 (not hidden by the drain / load) | reload / load "
+        "| finish (cache reset, resume) |",
+        "|---|---|---|---|---|---|",
+        *(
+            "| " + " | ".join([m, *(f"{spent[m, p]:.3f}" if (m, p) in spent else "-" for p in PHASES[m])]) + " |"
+            for m in PHASES
         ),
         "",
         f"Requests during the swaps: {load.answered} answered, {len(load.failed)} failed or stalled (> {STALL_S:.0f} s)"

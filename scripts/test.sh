@@ -8,5 +8,5 @@ scripts/setup.sh pop/tiny pop/smollm2-135m-instruct
 . "${POP_VENV:-.venv}/bin/activate"
 ruff check .
 ruff format --check .
-mypy shared services cli
+mypy shared services cli benchmarks
 exec python -m pytest "$@"

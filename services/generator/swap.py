@@ -46,18 +46,21 @@ def confine(raw: str, roots: Sequence[Path]) -> Path:
     return real
 
 
-def check_checkpoint(path: Path, checksum: str | None, mode: WeightMode = WeightMode.full) -> None:
-    """Refuse a folder that could not load fully, before touching the served weights."""
+def check_checkpoint(path: Path, mode: WeightMode = WeightMode.full) -> Path:
+    """Refuse a folder that could not load fully, before touching the served weights; the weights
+    file whose checksum the request gives."""
     if not path.is_dir():
         raise SwapError(400, "Checkpoint not found", f"no checkpoint directory at {path}")
     if mode is WeightMode.lora:
         if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
             raise SwapError(400, "Checkpoint incomplete", f"{path} holds no {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG}")
-        weights = path / ADAPTER_WEIGHTS
-    else:
-        if not sorted(path.glob("*.safetensors")):
-            raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
-        weights = path / "model.safetensors"
+        return path / ADAPTER_WEIGHTS
+    if not sorted(path.glob("*.safetensors")):
+        raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
+    return path / "model.safetensors"
+
+
+def verify_checksum(weights: Path, checksum: str | None) -> None:
     if checksum is not None:
         actual = sha256_file(weights)
         if actual != checksum:
@@ -84,6 +87,7 @@ class WeightSwapper:
         """vLLM's OpenAIServingModels, which holds the loaded adapters (set once the app state exists)."""
         self.adapter: str | None = None
         """The adapter that requests for ``served_name`` are routed to; None serves the full weights."""
+        self._adapters_served: set[str] = set()
         self._lease: asyncio.TimerHandle | None = None
         """Set while generation is held for a colocated trainer; it ends the hold when it fires."""
 
@@ -120,10 +124,11 @@ class WeightSwapper:
         if await self.release():
             log.warning("generation hold expired: resumed without a release from the trainer")
 
-    async def swap_adapter(self, request: SwapRequest, path: Path) -> PolicyVersion:
+    async def swap_adapter(self, request: SwapRequest, path: Path, weights: Path) -> PolicyVersion:
         """LoRA: load the new adapter beside the old, route the policy name to it, then drop the old.
 
-        In-flight requests finish on the adapter they started with; no pause is needed.
+        In-flight requests finish on the adapter they started with; no pause is needed. The checksum
+        is read while the engine loads the adapter; a mismatch drops the new adapter unserved.
         """
         from vllm.entrypoints.serve.lora.protocol import LoadLoRAAdapterRequest, UnloadLoRAAdapterRequest
 
@@ -132,21 +137,42 @@ class WeightSwapper:
         name = f"{self.served_name}-{request.run_id or 'run'}-v{request.version}"
         async with self._lock:
             await self._release_locked()  # a swap ends any hold: frozen requests must not wait on it
-            loaded = await self._step(
-                "load_lora_adapter",
-                self.models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=str(path))),
-            )
+            reloaded = name in self._adapters_served
+            self._adapters_served.add(name)
+            verified = asyncio.create_task(asyncio.to_thread(verify_checksum, weights, request.checksum))
+            try:
+                with metrics.phase("lora", "load"):
+                    loaded = await self._step(
+                        "load_lora_adapter",
+                        self.models.load_lora_adapter(LoadLoRAAdapterRequest(lora_name=name, lora_path=str(path))),
+                    )
+            except BaseException:
+                verified.cancel()
+                raise
             if not isinstance(loaded, str):  # an ErrorResponse: the old adapter keeps serving
+                verified.cancel()
                 raise SwapError(400, "Adapter not loaded", str(getattr(loaded, "error", loaded)))
+            try:
+                with metrics.phase("lora", "checksum"):  # what the load did not hide
+                    await verified
+            except SwapError:
+                if name != self.adapter:  # never drop the adapter that serves now
+                    await self._drop_adapter(name, UnloadLoRAAdapterRequest)
+                raise
             previous, self.adapter = self.adapter, name
             self.current = PolicyVersion(
                 version=request.version, run_id=request.run_id, model=self.served_name, checkpoint_path=str(path)
             )
-            if previous is not None and previous != name:
-                # Only the name goes: requests still running on the old adapter finish on it, and the
-                # engine's LRU evicts it (the full-weight path, which pauses, removes every adapter).
-                await self.models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=previous))
-            await self.engine.reset_prefix_cache()
+            with metrics.phase("lora", "finish"):
+                if previous is not None and previous != name:
+                    # Only the name goes: requests still running on the old adapter finish on it, and the
+                    # engine's LRU evicts it (the full-weight path, which pauses, removes every adapter).
+                    await self.models.unload_lora_adapter(UnloadLoRAAdapterRequest(lora_name=previous))
+                if reloaded:
+                    # vLLM keys cached blocks by adapter name and path, so a new version's name never
+                    # hits an old one's blocks; a name served before (a version rewritten after a
+                    # rollback) could, and only then is the cache reset.
+                    await self.engine.reset_prefix_cache()
         log.info("serving policy version %d as adapter %s from %s", request.version, name, path)
         return self.current
 
@@ -195,20 +221,32 @@ class WeightSwapper:
             metrics.record_swap(request.mode.value, metrics.swap_outcome(status), seconds, self.current.version)
 
     async def _swap(self, request: SwapRequest) -> PolicyVersion:
-        path = await asyncio.to_thread(confine, request.path, self.roots)
-        await asyncio.to_thread(check_checkpoint, path, request.checksum, request.mode)
+        with metrics.phase(request.mode.value, "verify"):
+            path = await asyncio.to_thread(confine, request.path, self.roots)
+            weights = await asyncio.to_thread(check_checkpoint, path, request.mode)
         if request.mode is WeightMode.lora:
-            return await self.swap_adapter(request, path)
+            return await self.swap_adapter(request, path, weights)
         async with self._lock:
             await self._release_locked()  # "wait" below would wait forever on requests a hold froze
             previous = self.current
             started = time.perf_counter()
+            # The checksum is read while in-flight requests drain: a corrupt checkpoint then costs a
+            # pause, and a good one no time of its own (its bytes come from the page cache next).
+            verified = asyncio.create_task(asyncio.to_thread(verify_checksum, weights, request.checksum))
             # "wait" drains in-flight requests first, so no answer mixes two versions' weights.
-            await self._step("pause", self.engine.pause_generation(mode="wait", clear_cache=True))
+            try:
+                with metrics.phase("full", "drain"):
+                    await self._step("pause", self.engine.pause_generation(mode="wait", clear_cache=True))
+            except BaseException:
+                verified.cancel()
+                raise
             paused = time.perf_counter()
             try:
+                with metrics.phase("full", "checksum"):  # what the drain did not hide
+                    await verified
                 try:
-                    await self._reload(str(path))
+                    with metrics.phase("full", "reload"):
+                        await self._reload(str(path))
                 except Exception as exc:
                     log.exception("reload of %s failed; restoring version %d", path, previous.version)
                     await self._restore(previous)
@@ -224,8 +262,9 @@ class WeightSwapper:
                 self.adapter = None  # full weights: the policy name means the base weights again
                 await self._drop_all_adapters()
             finally:
-                await self.engine.reset_prefix_cache()
-                await self.engine.resume_generation()
+                with metrics.phase("full", "finish"):
+                    await self.engine.reset_prefix_cache()
+                    await self.engine.resume_generation()
         log.info(
             "serving policy version %d from %s (drain %.2fs, reload %.2fs)",
             request.version, path, paused - started, time.perf_counter() - paused,

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.judge.app import create_app
 from shared.logs import setup_logging
+from shared.serving import serve
 from shared.settings import JudgeSettings
-
-# Longer than any of our clients keeps an idle connection (shared.clients.http.KEEPALIVE_S).
-KEEP_ALIVE_S = 30
 
 
 def main() -> None:
     settings = JudgeSettings()
     setup_logging("judge", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_keep_alive=KEEP_ALIVE_S,
-    )
+    serve(create_app(settings), settings.host, settings.port, settings.log_level)
 
 
 if __name__ == "__main__":

@@ -136,10 +136,12 @@ class RunTrainer:
 
     async def _one_step(self, policy: Policy) -> None:
         started, counts_before = time.perf_counter(), Counter(self.counts)
-        groups, entry_ids, dropped = await self.collect(policy)
+        with self.metrics.phase("wait"):
+            groups, entry_ids, dropped = await self.collect(policy)
         waited = time.perf_counter() - started
-        async with self._cores():
-            result = await asyncio.to_thread(policy.update, groups)
+        with self.metrics.phase("update"):
+            async with self._cores():
+                result = await asyncio.to_thread(policy.update, groups)
         step, version = self.step + 1, self.version + 1
         self.counts["groups_trained"] += len(groups)
         rewards = [e.reward for g in groups for e in g.episodes if e.reward is not None]
@@ -158,22 +160,24 @@ class RunTrainer:
         summary = {"step": step, "policy_version": version, "metrics": metrics}
         summary["mean_score"] = statistics.fmean(rewards) if rewards else None
         state = trainer_state(policy, entry_ids, dropped, self.counts, summary)
-        path, manifest = await asyncio.to_thread(
-            save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
-            self.run.id, version, step, self.run.config.model, state, self.cfg.weight_mode,
-        )  # fmt: skip
-        await persist("ack", lambda: self.stream.ack(entry_ids + list(dropped)), self.settings.retry_for_s)
-        self.step, self.version = step, version
-        self.metrics.step(
-            self.run.id, version, time.perf_counter() - started, counts_before, self.counts,
-            result.metrics, rewards,
-        )  # fmt: skip
-        report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
-        recorded = await self._call(f"report step {step}", lambda: self.gateway.report_step(self.run.id, report))
-        prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
+        with self.metrics.phase("checkpoint"):
+            path, manifest = await asyncio.to_thread(
+                save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
+                self.run.id, version, step, self.run.config.model, state, self.cfg.weight_mode,
+            )  # fmt: skip
+            await persist("ack", lambda: self.stream.ack(entry_ids + list(dropped)), self.settings.retry_for_s)
+            self.step, self.version = step, version
+            self.metrics.step(
+                self.run.id, version, time.perf_counter() - started, counts_before, self.counts,
+                result.metrics, rewards,
+            )  # fmt: skip
+            report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
+            recorded = await self._call(f"report step {step}", lambda: self.gateway.report_step(self.run.id, report))
+            prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
         if self.cfg.swap_after_update:
             command = SwapCommand(run_id=self.run.id, version=version)
-            swap = await self._call(f"swap to v{version}", lambda: self.gateway.swap(command))
+            with self.metrics.phase("swap"):
+                swap = await self._call(f"swap to v{version}", lambda: self.gateway.swap(command))
             log.info(
                 "run %s: step %d, generator serves v%d (%.2fs)",
                 self.run.id,

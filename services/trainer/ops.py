@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import time
 from collections import Counter as Tally
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,6 +41,14 @@ class TrainerMetrics:
             buckets=(1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0),
             registry=r,
         )
+        self.phase_seconds = Histogram(
+            "pop_trainer_phase_seconds",
+            "Where a step's time goes: wait (for fresh groups: the trainer idles), update, checkpoint "
+            "(write, acknowledge, report) and swap (the generator's hot-swap, which the trainer waits on).",
+            ["phase"],
+            buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0),
+            registry=r,
+        )
         self.tokens_per_second = Gauge(
             "pop_trainer_tokens_per_second", "Completion tokens per second of the latest update.", registry=r
         )
@@ -62,6 +72,14 @@ class TrainerMetrics:
             for gauge in (self.backlog, self.pending):
                 with contextlib.suppress(KeyError):
                     gauge.remove(old.run_id)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_seconds.labels(name).observe(time.perf_counter() - started)
 
     async def refresh(self) -> None:
         stream = self.stream

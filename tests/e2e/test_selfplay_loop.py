@@ -199,6 +199,11 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
     trainer = samples(httpx.get(f"http://127.0.0.1:{stack.ports['trainer']}/metrics", timeout=10).text)
     assert value(trainer, "pop_trainer_steps_total", run_id=run_id) == 3
     assert value(trainer, "pop_trainer_policy_version", run_id=run_id) == 3
+    # ... and where its time went: each of the three steps waited, updated, checkpointed and swapped
+    # (this module's runs share the trainer, so at least three of each).
+    for phase in ("wait", "update", "checkpoint", "swap"):
+        assert (value(trainer, "pop_trainer_phase_seconds_count", phase=phase) or 0) >= 3, phase
+        assert (value(trainer, "pop_trainer_phase_seconds_sum", phase=phase) or 0) > 0, phase
 
     # Three complete checkpoints, each with a manifest whose checksums match the files.
     checkpoints = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/checkpoints", timeout=10).json()
@@ -612,8 +617,21 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
     assert [c["manifest"]["mode"] for c in checkpoints] == ["lora", "lora"]
     assert all(not (Path(c["path"]) / "model.safetensors").exists() for c in checkpoints)
     # the same model name now answers through the adapter (probed before any run changed the weights)
-    assert probe_logprobs(stack.generator_url) != finished.base_probe
+    wait_idle(stack.generator_url)
+    served_probe = probe_logprobs(stack.generator_url)
+    assert served_probe != finished.base_probe
     LORA_RUN["id"] = run["id"]
+
+    # An adapter whose bytes do not match the checksum is refused after loading (the two overlap),
+    # dropped unserved, and the adapter serving before keeps serving.
+    bad = {"version": 99, "run_id": run["id"], "mode": "lora", "path": checkpoints[-1]["path"], "checksum": "0" * 64}
+    refused = httpx.post(f"{stack.generator_url}/v1/policy/swap", json=bad, timeout=120)
+    assert refused.status_code == 400 and refused.json()["title"] == "Checkpoint checksum mismatch", refused.text
+    assert httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()["version"] == 2
+    models = httpx.get(f"{stack.generator_url}/v1/models", timeout=10).json()["data"]
+    assert not [m["id"] for m in models if m["id"].endswith("-v99")], models
+    wait_idle(stack.generator_url)
+    assert probe_logprobs(stack.generator_url) == pytest.approx(served_probe, abs=1e-5)
 
 
 @pytest.mark.xfail(

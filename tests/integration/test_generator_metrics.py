@@ -1,5 +1,5 @@
 """The real vLLM generator (tiny model): /healthz answers while the engine does, and every hot-swap
-attempt shows in vLLM's own /metrics, counted and timed by mode and outcome, with the served version."""
+attempt shows in vLLM's own /metrics, counted and timed by mode, outcome and phase, with the served version."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import httpx
 
 from shared.modeling import resolve_model
 from tests.integration.test_service_ops import samples, value
+
+PHASES = ("verify", "drain", "checksum", "reload", "finish")
 
 
 async def scrape(client: httpx.AsyncClient, url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -45,6 +47,10 @@ async def test_health_and_swap_metrics(tiny_generator_url: str):
     assert delta("pop_generator_swaps_total", rejected) == 1
     assert delta("pop_generator_swap_seconds_count", rejected) == 1
     assert value(after, "pop_generator_policy_version") == 0  # the refused swap left version 0 serving
+    # Each phase of the good swap was timed; the refused one stopped at verify, before touching the weights.
+    phases = {p: delta("pop_generator_swap_phase_seconds_count", {"mode": "full", "phase": p}) for p in PHASES}
+    assert phases == {"verify": 2, "drain": 1, "checksum": 1, "reload": 1, "finish": 1}
+    assert delta("pop_generator_swap_phase_seconds_sum", {"mode": "full", "phase": "reload"}) > 0
 
 
 async def test_a_swap_outside_the_weight_roots_is_refused_and_the_old_weights_serve(
