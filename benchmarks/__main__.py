@@ -60,6 +60,7 @@ def main() -> None:
     if unknown:
         parser.error(f"no benchmark named {', '.join(sorted(unknown))}; there are {', '.join(BENCHMARKS)}")
     sections = [f"# Benchmark results\n\nMeasured by `python -m benchmarks` on {machine()}.\n"]
+    began = time.perf_counter()
     for name in args.names or list(BENCHMARKS):
         title, run = BENCHMARKS[name]
         started = time.perf_counter()
@@ -68,6 +69,7 @@ def main() -> None:
             f"## {title}\n\n`python -m benchmarks {name}` ({time.perf_counter() - started:.0f} s)\n\n{body}\n"
         )
         print(sections[-1], flush=True)
+    sections.append(f"All of the above: {(time.perf_counter() - began) / 60:.1f} minutes.\n")
     RESULTS.write_text("\n".join(sections))
 
 
