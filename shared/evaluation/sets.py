@@ -1,0 +1,118 @@
+"""Evaluating a policy on the public benchmark formats: IFEval (graded exactly, no model) and
+HealthBench (graded by the judge against each example's rubric). Both return the same EvalReport as
+held-out self-play tasks, so reports pair and compare the same way.
+
+Intervals resample examples: the answers to one prompt are correlated, prompts are the units.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from statistics import fmean
+
+from shared.clients.judge import JudgeClient
+from shared.clients.llm import ChatClient
+from shared.evaluation import EvalReport, bootstrap
+from shared.evaluation.healthbench import HealthBenchItem
+from shared.evaluation.ifeval import IFEvalItem
+from shared.schemas import ChatMessage, GradeRequest
+
+
+async def evaluate_ifeval(
+    llm: ChatClient,
+    items: Sequence[IFEvalItem],
+    *,
+    n: int = 1,
+    max_tokens: int = 512,
+    temperature: float = 0.0,
+    seed: int = 0,
+    version: int = 0,
+    run_id: str | None = None,
+) -> EvalReport:
+    """IFEval's strict prompt-level accuracy (an answer counts when it follows every instruction), by
+    instruction group (``by_task_type``: ``keywords``, ``length_constraints``, ...) and by instruction
+    (``by_criterion``: the share of answers that followed it)."""
+
+    async def one(index: int, item: IFEvalItem) -> list[list[bool]]:
+        messages = [ChatMessage(role="user", content=item.prompt)]
+        sampled = await llm.sample(messages, n, max_tokens, temperature, with_tokens=False, seed=seed + index)
+        return [item.followed(c.text) for c in sampled.completions]
+
+    results = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+    per_task: dict[str, float] = {}
+    followed: defaultdict[str, list[bool]] = defaultdict(list)
+    by_group: defaultdict[str, list[float]] = defaultdict(list)
+    for item, answers in zip(items, results, strict=True):
+        per_task[str(item.key)] = fmean(float(all(a)) for a in answers)
+        for answer in answers:
+            for name, ok in zip(item.instruction_id_list, answer, strict=True):
+                followed[name].append(ok)
+                by_group[name.split(":", 1)[0]].append(float(ok))
+    return EvalReport(
+        version=version,
+        run_id=run_id,
+        answers=sum(len(a) for a in results),
+        invalid=0,
+        reward=bootstrap(list(per_task.values()), seed=seed),
+        per_task=per_task,
+        by_task_type={group: fmean(v) for group, v in sorted(by_group.items())},
+        by_criterion={name: fmean(map(float, v)) for name, v in sorted(followed.items())},
+    )
+
+
+def conversation_text(messages: Sequence[ChatMessage]) -> str:
+    """The conversation as the judge reads it: the answer it grades is the next assistant turn."""
+    return "\n\n".join(f"{m.role}: {m.content}" for m in messages)
+
+
+async def evaluate_healthbench(
+    llm: ChatClient,
+    judge: JudgeClient,
+    items: Sequence[HealthBenchItem],
+    *,
+    n: int = 1,
+    max_tokens: int = 1024,
+    temperature: float = 0.0,
+    seed: int = 0,
+    version: int = 0,
+    run_id: str | None = None,
+) -> EvalReport:
+    """Each example's mean HealthBench score over ``n`` answers; ``reward`` is the mean over examples
+    with its interval (HealthBench clips its headline mean to [0, 1]: ``healthbench_overall``), and
+    ``by_task_type`` the mean by theme. Answers the judge could not grade count as ``invalid``."""
+
+    async def one(index: int, item: HealthBenchItem) -> list[float | None]:
+        sampled = await llm.sample(item.prompt, n, max_tokens, temperature, with_tokens=False, seed=seed + index)
+        graded = await judge.grade(
+            GradeRequest(
+                document="",
+                task=conversation_text(item.prompt),
+                answers=[c.text for c in sampled.completions],
+                rubric=item.rubric(),
+            )
+        )
+        return [g.score if g.valid else None for g in graded.grades]
+
+    scores = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+    per_task: dict[str, float] = {}
+    by_theme: defaultdict[str, list[float]] = defaultdict(list)
+    invalid = 0
+    for item, item_scores in zip(items, scores, strict=True):
+        valid = [s for s in item_scores if s is not None]
+        invalid += len(item_scores) - len(valid)
+        if valid:
+            per_task[item.prompt_id] = fmean(valid)
+            by_theme[item.theme].append(per_task[item.prompt_id])
+    if not per_task:
+        raise ValueError("no HealthBench answer could be graded")
+    return EvalReport(
+        version=version,
+        run_id=run_id,
+        answers=sum(len(s) for s in scores),
+        invalid=invalid,
+        reward=bootstrap(list(per_task.values()), seed=seed),
+        per_task=per_task,
+        by_task_type={theme: fmean(v) for theme, v in sorted(by_theme.items())},
+    )
