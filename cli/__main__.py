@@ -11,6 +11,7 @@ import typer
 from redis.asyncio import Redis
 from rich.console import Console
 
+from cli.evals import eval_command
 from cli.runs import checkpoints, print_run, rollback, run_app, swap
 from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
@@ -24,6 +25,7 @@ app.add_typer(run_app, name="run")
 app.command("checkpoints")(checkpoints)
 app.command("swap")(swap)
 app.command("rollback")(rollback)
+app.command("eval")(eval_command)
 console = Console()
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
