@@ -9,12 +9,12 @@ tasks, not answers: answers to one task are correlated, tasks are the independen
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
@@ -52,19 +52,60 @@ class EvalReport(Schema):
     """Share of graded answers rated 2 (fully met) on each criterion."""
 
 
-def load_eval_tasks(path: str | Path = HELDOUT_QA) -> list[EvalTask]:
-    """A JSONL eval set; a malformed line is an error naming the file and line."""
-    tasks = []
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_jsonl(path: str | Path, model: type[M], what: str) -> list[M]:
+    """An eval set, one ``model`` a line (``what``: "an eval task"); a malformed line is an error
+    naming the file and line, and a file without a single item is one too."""
+    items = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            tasks.append(EvalTask.model_validate(json.loads(line)))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise ValueError(f"{path}:{number}: not an eval task: {exc}") from exc
-    if not tasks:
-        raise ValueError(f"{path}: no eval tasks")
-    return tasks
+            items.append(model.model_validate_json(line))
+        except ValidationError as exc:
+            raise ValueError(f"{path}:{number}: not {what}: {exc}") from exc
+    if not items:
+        raise ValueError(f"{path}: no {what.split(' ', 1)[-1]}s")
+    return items
+
+
+def load_eval_tasks(path: str | Path = HELDOUT_QA) -> list[EvalTask]:
+    return read_jsonl(path, EvalTask, "an eval task")
+
+
+def graded_report(
+    graded: Sequence[tuple[str, str, Sequence[float | None]]],
+    *,
+    seed: int,
+    version: int,
+    run_id: str | None,
+    by_criterion: dict[str, float] | None = None,
+) -> EvalReport:
+    """The report of (task id, task group, each answer's score or None if ungradable) triples: each
+    task's mean over its graded answers, the interval over tasks, the mean by group."""
+    per_task: dict[str, float] = {}
+    by_group: dict[str, list[float]] = {}
+    invalid = 0
+    for task_id, group, scores in graded:
+        valid = [s for s in scores if s is not None]
+        invalid += len(scores) - len(valid)
+        if valid:
+            per_task[task_id] = sum(valid) / len(valid)
+            by_group.setdefault(group, []).append(per_task[task_id])
+    if not per_task:
+        raise ValueError("no eval answer could be graded")
+    return EvalReport(
+        version=version,
+        run_id=run_id,
+        answers=sum(len(scores) for _, _, scores in graded),
+        invalid=invalid,
+        reward=bootstrap(list(per_task.values()), seed=seed),
+        per_task=per_task,
+        by_task_type={k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        by_criterion=by_criterion or {},
+    )
 
 
 def bootstrap(values: Sequence[float], resamples: int = 4000, level: float = 0.95, seed: int = 0) -> Interval:
@@ -117,24 +158,10 @@ async def evaluate(
         return [g.score if g.valid else None for g in graded.grades]
 
     scores = await asyncio.gather(*(one(i, t) for i, t in enumerate(tasks)))
-    per_task: dict[str, float] = {}
-    by_type: dict[str, list[float]] = {}
-    invalid = 0
-    for task, task_scores in zip(tasks, scores, strict=True):
-        valid = [s for s in task_scores if s is not None]
-        invalid += len(task_scores) - len(valid)
-        if valid:
-            per_task[task.id] = sum(valid) / len(valid)
-            by_type.setdefault(task.task_type, []).append(per_task[task.id])
-    if not per_task:
-        raise ValueError("no eval answer could be graded")
-    return EvalReport(
+    return graded_report(
+        [(task.id, task.task_type, task_scores) for task, task_scores in zip(tasks, scores, strict=True)],
+        seed=seed,
         version=version,
         run_id=run_id,
-        answers=sum(len(s) for s in scores),
-        invalid=invalid,
-        reward=bootstrap(list(per_task.values()), seed=seed),
-        per_task=per_task,
-        by_task_type={k: sum(v) / len(v) for k, v in by_type.items()},
         by_criterion={k: sum(v) / len(v) for k, v in met.items()},
     )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.evaluation import read_jsonl
 from shared.schemas import ChatMessage, Rubric
 
 HEALTHBENCH_SAMPLE = Path(__file__).parent / "healthbench_sample.jsonl"
@@ -62,12 +63,4 @@ class HealthBenchItem(BaseModel):
 
 def load_healthbench(path: str | Path) -> list[HealthBenchItem]:
     """A HealthBench JSONL file; a malformed line is an error naming the file and line."""
-    items = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(HealthBenchItem.model_validate_json(line))
-        except ValidationError as exc:
-            raise ValueError(f"{path}:{number}: not a HealthBench item: {exc}") from exc
-    return items
+    return read_jsonl(path, HealthBenchItem, "a HealthBench item")

@@ -16,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from shared.evaluation import read_jsonl
 from shared.schemas import Schema
 
 IFEVAL_SAMPLE = Path(__file__).parent / "ifeval_sample.jsonl"
@@ -234,12 +235,4 @@ def _arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def load_ifeval(path: str | Path) -> list[IFEvalItem]:
     """An IFEval JSONL file; a malformed line is an error naming the file and line."""
-    items = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(IFEvalItem.model_validate_json(line))
-        except ValidationError as exc:
-            raise ValueError(f"{path}:{number}: not an IFEval item: {exc}") from exc
-    return items
+    return read_jsonl(path, IFEvalItem, "an IFEval item")

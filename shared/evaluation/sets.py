@@ -14,7 +14,7 @@ from statistics import fmean
 
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
-from shared.evaluation import EvalReport, bootstrap
+from shared.evaluation import EvalReport, bootstrap, graded_report
 from shared.evaluation.healthbench import HealthBenchItem
 from shared.evaluation.ifeval import IFEvalItem
 from shared.schemas import ChatMessage, GradeRequest
@@ -96,23 +96,12 @@ async def evaluate_healthbench(
         return [g.score if g.valid else None for g in graded.grades]
 
     scores = await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
-    per_task: dict[str, float] = {}
-    by_theme: defaultdict[str, list[float]] = defaultdict(list)
-    invalid = 0
-    for item, item_scores in zip(items, scores, strict=True):
-        valid = [s for s in item_scores if s is not None]
-        invalid += len(item_scores) - len(valid)
-        if valid:
-            per_task[item.prompt_id] = fmean(valid)
-            by_theme[item.theme].append(per_task[item.prompt_id])
-    if not per_task:
-        raise ValueError("no HealthBench answer could be graded")
-    return EvalReport(
-        version=version,
-        run_id=run_id,
-        answers=sum(len(s) for s in scores),
-        invalid=invalid,
-        reward=bootstrap(list(per_task.values()), seed=seed),
-        per_task=per_task,
-        by_task_type={theme: fmean(v) for theme, v in sorted(by_theme.items())},
-    )
+    try:
+        return graded_report(
+            [(item.prompt_id, item.theme, item_scores) for item, item_scores in zip(items, scores, strict=True)],
+            seed=seed,
+            version=version,
+            run_id=run_id,
+        )
+    except ValueError as exc:
+        raise ValueError(f"HealthBench: {exc}") from exc
