@@ -3,6 +3,7 @@ policy as the trainer service does, the other ranks follow it; rank 0 saves the 
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -28,3 +29,8 @@ def main(config_json: str, groups: int, out: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    # Leave without the interpreter's teardown: with the gloo group's threads still alive it can abort
+    # the process ("terminate called without an active exception") after the work is done and saved.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
