@@ -91,10 +91,16 @@ def up(
     token: Annotated[
         str | None, typer.Option(envvar="POP_GATEWAY_TOKEN", help="Require this bearer token for changes.")
     ] = None,
+    eval_generator: Annotated[
+        bool, typer.Option(help="Also start a generator for POST /v1/evals to score checkpoints on.")
+    ] = False,
 ) -> None:
     """Run the local stack until Ctrl-C; launch runs with POST /v1/runs (or pop run start) on the gateway."""
-    stack = LocalStack(StackOptions(home=home, model=model, api_token=token)).start()
+    options = StackOptions(home=home, model=model, api_token=token, eval_generator=eval_generator)
+    stack = LocalStack(options).start()
     console.print(f"gateway {stack.gateway_url} · generator {stack.generator_url} · judge {stack.judge_url}")
+    if stack.eval_generator_url:
+        console.print(f"eval generator {stack.eval_generator_url} · eval sets in {stack.home / 'evals'}")
     console.print(f"dashboard {stack.gateway_url}/dashboard/ · API docs {stack.gateway_url}/docs")
     try:
         while all(stack.alive().values()):

@@ -53,6 +53,9 @@ class StackOptions:
     api_token: str | None = None
     """When set, the gateway requires it for changes, and the trainer and producer send it."""
     start_timeout_s: float = 600.0
+    eval_generator: bool = False
+    """Also start a second generator for ``/v1/evals`` to swap checkpoints onto (the training one is never
+    touched by an eval)."""
 
 
 class LocalStack:
@@ -61,10 +64,11 @@ class LocalStack:
         self.home = options.home.resolve()
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {name: free_port() for name in ("generator", "judge", "gateway", "selfplay", "trainer")}
+        self.ports = {name: free_port() for name in (*SERVICES, "eval-generator")}
         self.generator_url = f"http://127.0.0.1:{self.ports['generator']}"
         self.judge_url = f"http://127.0.0.1:{self.ports['judge']}"
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
+        self.eval_generator_url = f"http://127.0.0.1:{self.ports['eval-generator']}" if options.eval_generator else None
         self.redis_url = options.redis_url or ""
         self.checkpoint_dir = self.home / "checkpoints"
 
@@ -85,6 +89,9 @@ class LocalStack:
             "POP_GATEWAY_PORT": str(self.ports["gateway"]),
             "POP_GATEWAY_DATABASE_URL": db,
             "POP_GATEWAY_GENERATOR_URL": self.generator_url,
+            "POP_GATEWAY_JUDGE_URL": self.judge_url,
+            "POP_GATEWAY_EVAL_DIR": str(self.home / "evals"),
+            **({"POP_GATEWAY_EVAL_GENERATOR_URL": self.eval_generator_url} if self.eval_generator_url else {}),
             # Local teachers and external judges live on this machine.
             "POP_GATEWAY_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "POP_JUDGE_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -111,11 +118,11 @@ class LocalStack:
             "POP_SELFPLAY_GATEWAY_TOKEN": token,
         }
 
-    def _spawn(self, name: str, argv: list[str]) -> None:
+    def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            argv, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env={**self.env(), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def _wait_http(self, name: str, url: str) -> None:
@@ -144,9 +151,14 @@ class LocalStack:
         self.home.mkdir(parents=True, exist_ok=True)
         self._start_redis()
         self._spawn("generator", [sys.executable, "-m", "services.generator"])
+        if self.eval_generator_url:
+            port = str(self.ports["eval-generator"])
+            self._spawn("eval-generator", [sys.executable, "-m", "services.generator"], POP_GENERATOR_PORT=port)
         self._spawn("gateway", [sys.executable, "-m", "services.gateway"])
         self._wait_http("gateway", f"{self.gateway_url}/healthz")
         self._wait_http("generator", f"{self.generator_url}/v1/policy")
+        if self.eval_generator_url:
+            self._wait_http("eval-generator", f"{self.eval_generator_url}/v1/policy")
         self._spawn("judge", [sys.executable, "-m", "services.judge"])
         self._wait_http("judge", f"{self.judge_url}/healthz")
         self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])

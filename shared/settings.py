@@ -125,7 +125,21 @@ class GatewaySettings(ServiceSettings):
 
     allowed_hosts: Annotated[list[str], NoDecode] = _allowed_hosts_field(
         "Hosts run configs may aim the system at: external judges (judge.url, registered judges) and teacher "
-        "endpoints (roles.*.base_url)"
+        "endpoints (roles.*.base_url), and endpoints to evaluate"
+    )
+    eval_dir: Path = Field(
+        default=DEFAULT_HOME / "evals",
+        description="The folder eval sets are read from (``set.path`` is relative to it): the benchmark files "
+        "a deployment offers, e.g. a mounted volume.",
+    )
+    eval_generator_url: str | None = Field(
+        default=None,
+        description="A generator kept for evals: checkpoint targets are swapped onto it, never onto the training "
+        "generator. Unset: evals score endpoints only.",
+    )
+    eval_generator_model: str = Field(default="policy", description="The eval generator's served model name.")
+    judge_url: str | None = Field(
+        default=None, description="The deployment's judge, grading evals that name no registered judge."
     )
 
     _split = field_validator("api_tokens", "api_token_hashes", "allowed_hosts", mode="before")(_comma_separated)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -11,7 +12,8 @@ from redis.asyncio import Redis
 
 from services.gateway import auth, configs
 from services.gateway.deps import DatabaseDep, RedisDep
-from services.gateway.routes import checkpoints, generator, judges, metrics, run_data, runs, tokens, training
+from services.gateway.eval_runner import EvalRunner
+from services.gateway.routes import checkpoints, evals, generator, judges, metrics, run_data, runs, tokens, training
 from services.gateway.routes.dashboard import mount_dashboard
 from services.gateway.routes.responses import UNAUTHORIZED, problems
 from shared.clients.generator import GeneratorClient
@@ -37,7 +39,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.redis = Redis.from_url(settings.redis_url)
         async with db.session() as session:
             await auth.warn_if_open(session, settings)
+        app.state.eval_runner = EvalRunner(db, app.state.redis, settings)
+        eval_task = asyncio.create_task(app.state.eval_runner.serve(), name="eval-runner")
         yield
+        eval_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await eval_task
         await app.state.redis.aclose()
         await app.state.generator.aclose()
         await db.dispose()
@@ -49,7 +56,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     document_problems(app)
     instrument(app, "gateway")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    for router in (runs.router, training.router, run_data.router, checkpoints.router, generator.router, judges.router):
+    for router in (
+        runs.router,
+        training.router,
+        run_data.router,
+        checkpoints.router,
+        generator.router,
+        judges.router,
+        evals.router,
+    ):
         app.include_router(router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)
     app.include_router(tokens.router, dependencies=[auth.AuthorizedAlways], responses=UNAUTHORIZED)
     app.include_router(metrics.router, dependencies=[auth.Authorized], responses=UNAUTHORIZED)

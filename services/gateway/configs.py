@@ -26,9 +26,9 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 JUDGE_CHECK_TIMEOUT_S = 10.0
 
 
-def invalid(loc: list[str | int], msg: str, kind: str) -> ProblemError:
+def invalid(loc: list[str | int], msg: str, kind: str, title: str = "Invalid run config") -> ProblemError:
     errors = [{"loc": loc, "msg": msg, "type": kind}]
-    return ProblemError(422, "Invalid run config", f"{'.'.join(map(str, loc))}: {msg}", errors=errors)
+    return ProblemError(422, title, f"{'.'.join(map(str, loc))}: {msg}", errors=errors)
 
 
 def load_defaults(path: Path | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import selectinload
 
 from shared.api import CheckpointRead, MetricPoint, MetricSeries, RunRead, RunStatus, StepRead, StepReport
 from shared.config import RunConfig
-from shared.db import CheckpointRecord, IdempotencyRecord, RunRecord, StepRecord
+from shared.db import CheckpointRecord, EvalRecord, IdempotencyRecord, RunRecord, StepRecord
 from shared.problems import ProblemError
 from shared.schemas import CheckpointManifest, new_id
 
@@ -179,7 +179,7 @@ async def delete_run(session: AsyncSession, run_id: str) -> RunRecord:
     """Its rows go; a run still in training must be paused or stopped first."""
     run = await get_run(session, run_id)
     _require(run, RunStatus.pending, RunStatus.paused, *TERMINAL, action="delete")
-    for table in (IdempotencyRecord, CheckpointRecord, StepRecord):
+    for table in (EvalRecord, IdempotencyRecord, CheckpointRecord, StepRecord):
         await session.execute(delete(table).where(table.run_id == run_id))
     await session.execute(delete(RunRecord).where(RunRecord.id == run_id))
     await session.commit()

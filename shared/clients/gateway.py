@@ -21,6 +21,7 @@ from shared.api import (
 )
 from shared.clients.http import ServiceClient
 from shared.config import RunConfig
+from shared.evaluation.api import EvalCreate, EvalRead
 from shared.schemas import PolicyVersion
 from shared.synthesis import SynthesisRead
 
@@ -109,3 +110,10 @@ class GatewayClient(ServiceClient):
             "POST", "/v1/generator/weights", json=command.model_dump(mode="json"), timeout=timeout_s
         )
         return SwapResult.model_validate(response.json())
+
+    async def create_eval(self, request: EvalCreate) -> EvalRead:
+        response = await self.request("POST", "/v1/evals", json=request.model_dump(mode="json"))
+        return EvalRead.model_validate(response.json())
+
+    async def get_eval(self, eval_id: str) -> EvalRead:
+        return EvalRead.model_validate((await self.request("GET", f"/v1/evals/{eval_id}")).json())

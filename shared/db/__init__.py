@@ -3,6 +3,7 @@
 from shared.db.models import (
     Base,
     CheckpointRecord,
+    EvalRecord,
     IdempotencyRecord,
     JudgeRecord,
     RunRecord,
@@ -15,6 +16,7 @@ __all__ = [
     "Base",
     "CheckpointRecord",
     "Database",
+    "EvalRecord",
     "IdempotencyRecord",
     "JudgeRecord",
     "RunRecord",

@@ -99,3 +99,24 @@ class TokenRecord(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EvalRecord(Base):
+    """An eval job: its request, where it stands, and each target's report as it finishes.
+
+    ``worker`` and ``heartbeat_at`` let another gateway replica take over an eval whose gateway died."""
+
+    __tablename__ = "evals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True, default=None)
+    status: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    request: Mapped[dict[str, Any]]
+    reports: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gain: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    worker: Mapped[str | None] = mapped_column(String(120), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 from statistics import fmean
+from typing import cast
 
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
-from shared.evaluation import EvalReport, bootstrap, graded_report
-from shared.evaluation.healthbench import HealthBenchItem
-from shared.evaluation.ifeval import IFEvalItem
-from shared.schemas import ChatMessage, GradeRequest
+from shared.evaluation import EvalReport, EvalTask, bootstrap, evaluate, graded_report, load_eval_tasks
+from shared.evaluation.api import EvalFormat, EvalSampling
+from shared.evaluation.healthbench import HEALTHBENCH_SAMPLE, HealthBenchItem, load_healthbench
+from shared.evaluation.ifeval import IFEVAL_SAMPLE, IFEvalItem, load_ifeval
+from shared.schemas import ChatMessage, GradeRequest, Rubric
+from shared.tasktypes import TaskTypeError, load_task_types
 
 
 async def evaluate_ifeval(
@@ -105,3 +109,50 @@ async def evaluate_healthbench(
         )
     except ValueError as exc:
         raise ValueError(f"HealthBench: {exc}") from exc
+
+
+EvalItems = list[IFEvalItem] | list[HealthBenchItem] | list[EvalTask]
+
+
+def load_set(kind: EvalFormat, path: Path | None, limit: int | None = None) -> EvalItems:
+    """The set's items (the bundled sample when ``path`` is None), the first ``limit`` of them if given.
+    Held-out tasks must name task types that load: a typo is an error here, not mid-eval."""
+    items: EvalItems
+    if kind is EvalFormat.ifeval:
+        items = load_ifeval(path or IFEVAL_SAMPLE)
+    elif kind is EvalFormat.healthbench:
+        items = load_healthbench(path or HEALTHBENCH_SAMPLE)
+    else:
+        items = load_eval_tasks(path) if path else load_eval_tasks()
+        try:
+            load_task_types(sorted({t.task_type for t in items}))
+        except TaskTypeError as exc:
+            raise ValueError(f"{path or 'the bundled held-out set'}: {exc}") from exc
+    return items[:limit] if limit else items
+
+
+async def score(
+    kind: EvalFormat,
+    items: EvalItems,
+    llm: ChatClient,
+    judge: JudgeClient | None,
+    rubric: Rubric | None,
+    sampling: EvalSampling,
+    *,
+    version: int = 0,
+    run_id: str | None = None,
+) -> EvalReport:
+    """One endpoint's report on a loaded set; ``judge`` grades healthbench and heldout, ``rubric`` heldout."""
+    how = sampling.model_dump()
+    if kind is EvalFormat.ifeval:
+        return await evaluate_ifeval(llm, cast(list[IFEvalItem], items), **how, version=version, run_id=run_id)
+    if judge is None:
+        raise ValueError(f"{kind} is graded by a judge, and none was given")
+    if kind is EvalFormat.healthbench:
+        hb = cast(list[HealthBenchItem], items)
+        return await evaluate_healthbench(llm, judge, hb, **how, version=version, run_id=run_id)
+    if rubric is None:
+        raise ValueError("heldout is graded on fixed criteria, and none were given")
+    tasks = cast(list[EvalTask], items)
+    types = load_task_types(sorted({t.task_type for t in tasks}))
+    return await evaluate(llm, judge, tasks, types, rubric, **how, version=version, run_id=run_id)

@@ -19,6 +19,9 @@ from redis.asyncio import Redis
 
 from cli.stack import free_port
 from services.gateway.app import create_app
+from shared.db import Database, EvalRecord
+from shared.evaluation import EvalReport, Interval
+from shared.evaluation.api import EvalCreate
 from shared.schemas import (
     ChatMessage,
     CheckpointManifest,
@@ -113,11 +116,37 @@ async def append_group(redis_url: str, run_id: str) -> None:
         await redis.aclose()
 
 
+async def record_eval(database_url: str, run_id: str) -> None:
+    """A finished eval of the run's base and v2, stored as the gateway's eval runner stores one."""
+
+    def report(version: int, mean: float) -> dict[str, object]:
+        interval = Interval(mean=mean, low=mean - 0.1, high=mean + 0.1)
+        return EvalReport(
+            version=version, run_id=run_id, answers=8, invalid=0, reward=interval, per_task={}, by_task_type={}
+        ).model_dump(mode="json")
+
+    targets = [{"kind": "checkpoint", "run_id": run_id, "version": v} for v in (0, 2)]
+    request = EvalCreate.model_validate({"set": {"format": "heldout"}, "targets": targets, "criteria": []})
+    db = Database(database_url)
+    async with db.session() as session:
+        session.add(
+            EvalRecord(
+                run_id=run_id,
+                status="completed",
+                request=request.model_dump(mode="json"),
+                reports={"v0": report(0, 0.25), "v2": report(2, 0.75)},
+                gain=Interval(mean=0.5, low=0.25, high=0.625).model_dump(),
+            )
+        )
+        await session.commit()
+    await db.dispose()
+
+
 def test_the_dashboard_follows_a_run_live(tmp_path: Path, redis_url: str):
     chromium_path()  # skip (or fail under CI) before starting anything
     from playwright.sync_api import expect
 
-    with serve_gateway(settings_for(tmp_path, redis_url)) as gateway:
+    with serve_gateway(settings_for(tmp_path, redis_url, allowed_hosts=["127.0.0.1"])) as gateway:
         root = httpx.get(f"{gateway}/", follow_redirects=False)
         assert root.status_code == 307, "no dashboard: services/gateway/app.py must call mount_dashboard(app)"
         assert root.headers["location"] == "dashboard/"
@@ -131,6 +160,10 @@ def test_the_dashboard_follows_a_run_live(tmp_path: Path, redis_url: str):
         assert httpx.post(f"{gateway}/v1/runs/claim", json={"trainer": "t0"}).json()["id"] == run_id
         assert httpx.post(f"{gateway}/v1/runs/{run_id}/steps", json=step_report(run_id, 1, 0.6)).status_code == 200
         asyncio.run(append_group(redis_url, run_id))  # before playwright runs its own event loop here
+        asyncio.run(record_eval(settings_for(tmp_path, redis_url).database_url, run_id))
+        down = {"label": "down", "base_url": "http://127.0.0.1:9/v1"}
+        body = {"set": {"format": "ifeval", "limit": 1}, "targets": [down], "run_id": run_id}
+        assert httpx.post(f"{gateway}/v1/evals", json=body).status_code == 202  # its runner fails it: nothing there
 
         with chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -156,6 +189,16 @@ def test_the_dashboard_follows_a_run_live(tmp_path: Path, redis_url: str):
             expect(episode).to_contain_text("one-way flow")  # the criterion's gold
             expect(episode).to_contain_text("no mention of direction")  # a verdict's reason
             expect(page.get_by_test_id("generator-status")).to_contain_text("down")
+
+            evals = page.get_by_test_id("evals-table").locator("tbody tr")  # beside the reward curve
+            expect(evals).to_have_count(2)
+            expect(evals.nth(0)).to_contain_text("failed", timeout=POLL_TIMEOUT_MS)  # newest first
+            expect(evals.nth(0)).to_contain_text("target down:")
+            expect(evals.nth(1)).to_contain_text("heldout (sample)")
+            expect(evals.nth(1).get_by_test_id("eval-score")).to_have_text(
+                ["0.250 [0.150, 0.350]", "0.750 [0.650, 0.850]"]
+            )
+            expect(evals.nth(1).get_by_test_id("eval-gain")).to_have_text("0.500 [0.250, 0.625]")
             page.screenshot(path=str(artifacts_dir() / "dashboard-integration.png"), full_page=True)
 
 

@@ -138,6 +138,8 @@ ROUTES = {
     "/v1/judges/{name}/health": {"post"},
     "/v1/tokens": {"get", "post"},
     "/v1/tokens/{token_id}": {"delete"},
+    "/v1/evals": {"get", "post"},
+    "/v1/evals/{eval_id}": {"get", "delete"},
 }
 
 
@@ -150,7 +152,7 @@ async def test_openapi_documents_every_route_and_its_problems(api: httpx.AsyncCl
         for method, op in ops.items():
             if path.startswith("/v1"):
                 assert "401" in op["responses"], (method, path)
-            if ("{run_id}" in path and path != "/v1/runs/{run_id}/rollback") or "{name}" in path:
+            if ("{run_id}" in path and path != "/v1/runs/{run_id}/rollback") or "{name}" in path or "{eval_id}" in path:
                 assert "404" in op["responses"], (method, path)
             for code, answer in op["responses"].items():
                 if code.startswith(("4", "5")):

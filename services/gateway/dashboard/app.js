@@ -1,6 +1,7 @@
 // The dashboard's state and polling: runs, the generator, and the selected run, every 2.5 s.
 
 import { describeError, getJSON, getToken, setToken } from "./api.js";
+import { evalsPanel } from "./evals.js";
 import { drawCharts } from "./charts.js";
 import { fmt, h, statusBadge, when } from "./dom.js";
 import { EpisodeBrowser } from "./episodes.js";
@@ -117,10 +118,11 @@ async function loadSelected() {
   if (!id) return;
   const base = `/v1/runs/${encodeURIComponent(id)}`;
   const after = series.runId === id && series.points.length ? series.points[series.points.length - 1].step : 0;
-  const [run, metrics, synthesis] = await Promise.allSettled([
+  const [run, metrics, synthesis, evals] = await Promise.allSettled([
     getJSON(base),
     getJSON(`${base}/metrics`, { after_step: after }),
     getJSON(`${base}/synthesis`),
+    getJSON("/v1/evals", { run_id: id, limit: 20 }),
   ]);
   if (id !== state.selected) return;
   if (run.status === "fulfilled") $("run-head").replaceChildren(...panels.runHead(run.value));
@@ -136,7 +138,9 @@ async function loadSelected() {
   }
   if (synthesis.status === "fulfilled") $("synthesis-panel").replaceChildren(...panels.synthesisPanel(synthesis.value));
   else showError($("synthesis-panel"), synthesis.reason, "Synthesis unavailable");
-  const failed = [run, metrics, synthesis].find((r) => r.status === "rejected");
+  if (evals.status === "fulfilled") $("evals-panel").replaceChildren(...evalsPanel(evals.value));
+  else showError($("evals-panel"), evals.reason, "Evals unavailable");
+  const failed = [run, metrics, synthesis, evals].find((r) => r.status === "rejected");
   if (failed) throw failed.reason;
 }
 
