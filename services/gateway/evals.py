@@ -143,6 +143,12 @@ async def list_evals(
     return list(rows.all()), int(total or 0)
 
 
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    """Every status, zeros included, so a dashboard's series never vanish."""
+    rows = await session.execute(select(EvalRecord.status, func.count()).group_by(EvalRecord.status))
+    return {status.value: 0 for status in EvalStatus} | {str(s): int(n) for s, n in rows.all()}
+
+
 async def delete_eval(session: AsyncSession, eval_id: str) -> None:
     record = await get_eval(session, eval_id)
     if record.status == EvalStatus.running:

@@ -137,6 +137,8 @@ async def test_a_failing_target_fails_its_eval_and_the_next_one_still_runs(
     failed = await finished(live, first)
     assert failed["status"] == "failed" and failed["error"].startswith("target down:"), failed
     assert (await finished(live, second))["status"] == "completed"
+    exposed = (await live.get("/metrics")).text
+    assert 'pop_evals{status="failed"} 1.0' in exposed and 'pop_evals{status="completed"} 1.0' in exposed
     assert (await live.delete(first)).status_code == 204
     assert_problem(await live.get(first), 404)
 

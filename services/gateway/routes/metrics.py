@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from services.gateway import store
+from services.gateway import evals, store
 from services.gateway.deps import RedisDep, SessionDep
 from shared.api import RunStatus
 from shared.observability import metrics_response
@@ -62,4 +62,7 @@ async def metrics(request: Request, session: SessionDep, redis: RedisDep) -> Res
             filtered.labels(run.id, reason).inc(n)
         for name, value in ledger.diversity.items():
             diversity.labels(run.id, name).set(value)
+    queued = Gauge("pop_evals", "Evals (POST /v1/evals), by status.", ["status"], registry=registry)
+    for status, count in (await evals.count_by_status(session)).items():
+        queued.labels(status).set(count)
     return metrics_response(request.app.state.metrics_registry, registry)
