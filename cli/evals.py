@@ -87,7 +87,7 @@ def show(reports: dict[str, EvalReport], kind: str) -> None:
     table.add_row("overall", *(_cell(r.reward) for r in reports.values()))
     for group in sorted({g for r in reports.values() for g in r.by_task_type}):
         table.add_row(
-            group, *(f"{r.by_task_type[group]:.3f}" if group in r.by_task_type else "-" for r in reports.values())
+            group, *(_cell(r.by_task_type[group]) if group in r.by_task_type else "-" for r in reports.values())
         )
     console.print(table)
     if len(reports) == 2:

@@ -63,7 +63,10 @@ class EvalRunner:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self.wakeup.wait(), POLL_S)
                 continue
-            await self.run(record)
+            try:
+                await self.run(record)
+            except Exception:  # its heartbeat stops: it is taken over (and retried) once stale
+                log.exception("eval %s could not be run or recorded", record.id)
 
     async def _claim(self) -> EvalRecord | None:
         async with self.db.session() as session:
@@ -76,11 +79,14 @@ class EvalRunner:
     async def run(self, record: EvalRecord) -> None:
         """Every target in order, then the paired gain of the last over the first; any error fails the
         eval with a message that says which target and why."""
-        request = EvalCreate.model_validate(record.request)
-        reports = {label: EvalReport.model_validate(r) for label, r in record.reports.items()}
         beat = asyncio.create_task(self._beat(record.id))
         status, error = EvalStatus.completed, None
+        reports: dict[str, EvalReport] = {}
+        seed = 0
         try:
+            request = EvalCreate.model_validate(record.request)
+            seed = request.sampling.seed
+            reports.update({label: EvalReport.model_validate(r) for label, r in record.reports.items()})
             await self._targets(record.id, request, reports)
         except asyncio.CancelledError:  # the gateway stops: another replica (or this one, restarted) goes on
             raise
@@ -93,7 +99,7 @@ class EvalRunner:
         if status is EvalStatus.completed and len(reports) > 1:
             first, *_, last = reports.values()
             with suppress(ValueError):  # no task scored in both: no gain to give
-                gain = paired_gain(first, last, seed=request.sampling.seed).model_dump()
+                gain = paired_gain(first, last, seed=seed).model_dump()
         await self._update(record.id, status=status.value, error=error, gain=gain, finished_at=utcnow())
 
     async def _targets(self, eval_id: str, request: EvalCreate, reports: dict[str, EvalReport]) -> None:

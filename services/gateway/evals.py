@@ -95,8 +95,10 @@ async def accept(
             raise refuse(["run_id"], f"no run {run_id!r}", "run") from exc
     if body.set.format is not EvalFormat.ifeval:
         await judge_health(await judge_url(session, body.judge, settings))
-    if body.set.format is EvalFormat.heldout and body.criteria is None:
-        criteria = configs[run_id].judge.extra_criteria if run_id else []
+    if body.set.format is EvalFormat.heldout:
+        criteria = body.criteria
+        if criteria is None:
+            criteria = configs[run_id].judge.extra_criteria if run_id else []
         if not criteria:
             msg = "heldout answers are graded on fixed criteria: give criteria, or a run with judge.extra_criteria"
             raise refuse(["criteria"], msg, "criteria")

@@ -47,7 +47,9 @@ class EvalReport(Schema):
     invalid: int
     reward: Interval
     per_task: dict[str, float]
-    by_task_type: dict[str, float]
+    by_task_type: dict[str, Interval]
+    """Mean by task type (IFEval: instruction group; HealthBench: theme), with its interval over that
+    group's prompts."""
     by_criterion: dict[str, float] = Field(default_factory=dict)
     """Share of graded answers rated 2 (fully met) on each criterion."""
 
@@ -103,7 +105,7 @@ def graded_report(
         invalid=invalid,
         reward=bootstrap(list(per_task.values()), seed=seed),
         per_task=per_task,
-        by_task_type={k: sum(v) / len(v) for k, v in sorted(by_group.items())},
+        by_task_type={k: bootstrap(v, seed=seed) for k, v in sorted(by_group.items())},
         by_criterion=by_criterion or {},
     )
 

@@ -35,9 +35,10 @@ async def evaluate_ifeval(
     version: int = 0,
     run_id: str | None = None,
 ) -> EvalReport:
-    """IFEval's strict prompt-level accuracy (an answer counts when it follows every instruction), by
-    instruction group (``by_task_type``: ``keywords``, ``length_constraints``, ...) and by instruction
-    (``by_criterion``: the share of answers that followed it)."""
+    """IFEval's strict prompt-level accuracy (an answer counts when it follows every instruction); by
+    instruction group (``by_task_type``: ``keywords``, ``length_constraints``, ...: the share of the
+    group's instructions followed, over the prompts that have any) and by instruction (``by_criterion``:
+    the share of answers that followed it)."""
 
     async def one(index: int, item: IFEvalItem) -> list[list[bool]]:
         messages = [ChatMessage(role="user", content=item.prompt)]
@@ -50,10 +51,13 @@ async def evaluate_ifeval(
     by_group: defaultdict[str, list[float]] = defaultdict(list)
     for item, answers in zip(items, results, strict=True):
         per_task[str(item.key)] = fmean(float(all(a)) for a in answers)
+        in_prompt: defaultdict[str, list[float]] = defaultdict(list)
         for answer in answers:
             for name, ok in zip(item.instruction_id_list, answer, strict=True):
                 followed[name].append(ok)
-                by_group[name.split(":", 1)[0]].append(float(ok))
+                in_prompt[name.split(":", 1)[0]].append(float(ok))
+        for group, oks in in_prompt.items():  # one value a prompt: prompts are the resampled units
+            by_group[group].append(fmean(oks))
     return EvalReport(
         version=version,
         run_id=run_id,
@@ -61,7 +65,7 @@ async def evaluate_ifeval(
         invalid=0,
         reward=bootstrap(list(per_task.values()), seed=seed),
         per_task=per_task,
-        by_task_type={group: fmean(v) for group, v in sorted(by_group.items())},
+        by_task_type={group: bootstrap(v, seed=seed) for group, v in sorted(by_group.items())},
         by_criterion={name: fmean(map(float, v)) for name, v in sorted(followed.items())},
     )
 

@@ -122,7 +122,13 @@ async def record_eval(database_url: str, run_id: str) -> None:
     def report(version: int, mean: float) -> dict[str, object]:
         interval = Interval(mean=mean, low=mean - 0.1, high=mean + 0.1)
         return EvalReport(
-            version=version, run_id=run_id, answers=8, invalid=0, reward=interval, per_task={}, by_task_type={}
+            version=version,
+            run_id=run_id,
+            answers=8,
+            invalid=0,
+            reward=interval,
+            per_task={},
+            by_task_type={"long_form_qa": interval},
         ).model_dump(mode="json")
 
     targets = [{"kind": "checkpoint", "run_id": run_id, "version": v} for v in (0, 2)]
@@ -199,6 +205,8 @@ def test_the_dashboard_follows_a_run_live(tmp_path: Path, redis_url: str):
                 ["0.250 [0.150, 0.350]", "0.750 [0.650, 0.850]"]
             )
             expect(evals.nth(1).get_by_test_id("eval-gain")).to_have_text("0.500 [0.250, 0.625]")
+            by_type = evals.nth(1).locator(".eval-target").first  # each task type's interval, on hover
+            expect(by_type).to_have_attribute("title", "long_form_qa: 0.250 [0.150, 0.350]")
             page.screenshot(path=str(artifacts_dir() / "dashboard-integration.png"), full_page=True)
 
 

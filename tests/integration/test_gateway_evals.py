@@ -220,6 +220,7 @@ async def test_bad_eval_requests_are_refused_naming_the_field(strict: httpx.Asyn
     problem_at(await api.post("/v1/evals", json={**healthbench, "judge": "unregistered"}), 422, ["judge"])
     heldout = {**ifeval, "set": {"format": "heldout"}}
     problem_at(await api.post("/v1/evals", json=heldout), 422, ["criteria"])
+    problem_at(await api.post("/v1/evals", json={**heldout, "criteria": []}), 422, ["criteria"])
     problem_at(await api.post("/v1/evals", json={**heldout, "run_id": "nope", "criteria": [CONCISE]}), 422, ["run_id"])
     problem_at(await api.post("/v1/evals", json={**ifeval, "sampling": {"n": 0}}), 422, ["sampling", "n"])
     assert_problem(await api.get("/v1/evals/nope"), 404)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.evaluation import EvalReport, Interval, bootstrap, load_eval_tasks, paired_gain
+from shared.evaluation import EvalReport, Interval, bootstrap, graded_report, load_eval_tasks, paired_gain
 
 
 def report(per_task: dict[str, float]) -> EvalReport:
@@ -34,6 +34,19 @@ def test_paired_gain_compares_the_same_tasks():
     assert gain == Interval(mean=1.0, low=1.0, high=1.0)  # +1 on every shared task; "extra" is not paired
     with pytest.raises(ValueError, match="share no task"):
         paired_gain(report({"a": 0.0}), report({"b": 0.0}))
+
+
+def test_graded_report_gives_each_task_type_its_interval_over_its_tasks():
+    graded = [("a", "qa", [2.0, 0.0]), ("b", "qa", [2.0, 2.0]), ("c", "poem", [0.0, None]), ("d", "poem", [None])]
+    done = graded_report(graded, seed=0, version=3, run_id="r")
+    assert done.per_task == {"a": 1.0, "b": 2.0, "c": 0.0}  # "d" had no gradable answer
+    assert (done.answers, done.invalid) == (7, 2)
+    assert done.reward.mean == 1.0 and done.reward.low < 1.0 < done.reward.high
+    qa, poem = done.by_task_type["qa"], done.by_task_type["poem"]
+    assert qa.mean == 1.5 and qa.low == 1.0 and qa.high == 2.0  # resampled over its two tasks
+    assert poem == Interval(mean=0.0, low=0.0, high=0.0)
+    with pytest.raises(ValueError, match="could be graded"):
+        graded_report([("a", "qa", [None])], seed=0, version=0, run_id=None)
 
 
 def test_bundled_heldout_set_loads_and_a_bad_line_is_named(tmp_path: Path):

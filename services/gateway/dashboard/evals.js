@@ -12,7 +12,10 @@ function setName(set) {
 
 function targetCell(label, report, status) {
   const score = report ? interval(report.reward) : status === "failed" ? "–" : "…";
-  return h("div", { class: "eval-target" }, h("strong", {}, label), " ", h("span", { "data-testid": "eval-score" }, score));
+  // By task type (IFEval: instruction group; HealthBench: theme), each with its interval, on hover.
+  const types = report ? Object.entries(report.by_task_type).map(([k, r]) => `${k}: ${interval(r)}`) : [];
+  const attrs = { class: "eval-target", title: types.length ? types.join("\n") : null };
+  return h("div", attrs, h("strong", {}, label), " ", h("span", { "data-testid": "eval-score" }, score));
 }
 
 function labelOf(target) {
