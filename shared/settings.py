@@ -144,6 +144,12 @@ class GatewaySettings(ServiceSettings):
 
     _split = field_validator("api_tokens", "api_token_hashes", "allowed_hosts", mode="before")(_comma_separated)
 
+    @field_validator("eval_generator_url", "judge_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``POP_GATEWAY_EVAL_GENERATOR_URL=`` (compose's ``${VAR:-}``) means none, not the URL ``""``."""
+        return None if value == "" else value
+
 
 def reveal(secret: SecretStr | None) -> str | None:
     return None if secret is None else secret.get_secret_value()

@@ -8,11 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway import store
 from services.gateway.configs import invalid, judge_health
+from shared.clients.generator import GeneratorClient
+from shared.clients.http import ServiceError
 from shared.config import RunConfig
 from shared.db import EvalRecord, JudgeRecord
 from shared.evaluation import EvalReport, Interval
@@ -24,6 +27,7 @@ from shared.schemas import utcnow
 from shared.settings import GatewaySettings
 
 TITLE = "Invalid eval request"
+EVAL_GENERATOR_CHECK_S = 5.0
 
 
 def refuse(loc: list[str | int], msg: str, kind: str) -> ProblemError:
@@ -68,6 +72,18 @@ async def _check_checkpoint(session: AsyncSession, index: int, target: Checkpoin
     return RunConfig.model_validate(run.config)
 
 
+async def eval_generator_health(url: str) -> None:
+    """A checkpoint eval is refused at once (503) when the generator it needs does not answer."""
+    generator = GeneratorClient(url, timeout_s=EVAL_GENERATOR_CHECK_S)
+    try:
+        await generator.policy()
+    except (httpx.HTTPError, ServiceError) as exc:
+        detail = f"the eval generator {url} does not answer ({exc!r}); is it running (compose: --profile eval)?"
+        raise ProblemError(503, "Eval generator unavailable", detail) from exc
+    finally:
+        await generator.aclose()
+
+
 async def accept(
     session: AsyncSession, body: EvalCreate, settings: GatewaySettings, allowed: HostAllowlist
 ) -> EvalRecord:
@@ -87,6 +103,8 @@ async def accept(
             detail = "checkpoints are scored on an eval generator, and POP_GATEWAY_EVAL_GENERATOR_URL is unset"
             raise ProblemError(409, "No eval generator", detail)
         configs[target.run_id] = await _check_checkpoint(session, index, target)
+    if configs and settings.eval_generator_url:
+        await eval_generator_health(settings.eval_generator_url)
     run_id = body.scored_run
     if run_id is not None and run_id not in configs:
         try:

@@ -16,6 +16,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 VARIANTS = {
     "generator": ("generator", "cpu"),
     "generator-gpu": ("generator", "gpu"),
+    "eval-generator": ("generator", "eval"),
     "judge": ("judge", None),
     "gateway": ("gateway", None),
     "selfplay": ("selfplay", None),
@@ -29,7 +30,7 @@ def services() -> dict[str, Any]:
     return loaded
 
 
-@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+@pytest.mark.parametrize("profile", ["cpu", "gpu", "eval"])
 def test_the_compose_file_resolves(profile: str):
     result = run([tool("docker-compose"), "--profile", profile, "config", "-q"], ROOT)
     assert result.returncode == 0, result.stderr

@@ -229,15 +229,25 @@ async def test_bad_eval_requests_are_refused_naming_the_field(strict: httpx.Asyn
     assert (await api.get("/v1/evals")).json()["total"] == 0  # nothing refused was queued
 
 
-async def test_checkpoint_targets_must_exist(database_url: str, redis_url: str, tmp_path: Path, minimal_judge_url: str):
-    settings = eval_settings(database_url, redis_url, tmp_path, eval_generator_url="http://127.0.0.1:9")
-    async with gateway_client(settings) as api:
+async def test_checkpoint_targets_must_exist_and_their_generator_answer(
+    database_url: str, redis_url: str, tmp_path: Path, tiny_generator_url: str
+):
+    down = eval_settings(database_url, redis_url, tmp_path, eval_generator_url="http://127.0.0.1:9")
+    async with gateway_client(down) as api:
         run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
+        body = {"set": {"format": "ifeval"}, "targets": [{"kind": "checkpoint", "run_id": run_id, "version": 0}]}
+        assert "compose: --profile eval" in str(assert_problem(await api.post("/v1/evals", json=body), 503)["detail"])
+    settings = eval_settings(database_url, redis_url, tmp_path, eval_generator_url=tiny_generator_url)
+    async with gateway_client(settings) as api:
         body = {"set": {"format": "ifeval"}, "targets": [{"kind": "checkpoint", "run_id": "nope", "version": 0}]}
         problem_at(await api.post("/v1/evals", json=body), 422, ["targets", 0, "run_id"])
         body["targets"] = [{"kind": "checkpoint", "run_id": run_id, "version": 3}]
         problem_at(await api.post("/v1/evals", json=body), 422, ["targets", 0, "version"])
-        body["targets"] = [{"kind": "checkpoint", "run_id": run_id, "version": 0}]
+        body = {
+            **body,
+            "targets": [{"kind": "checkpoint", "run_id": run_id, "version": 0}],
+            "sampling": {"max_tokens": 4},
+        }
         accepted = await api.post("/v1/evals", json=body)
         assert accepted.status_code == 202 and accepted.json()["run_id"] == run_id
         assert (await api.delete(f"/v1/runs/{run_id}")).status_code == 204  # its evals go with it

@@ -23,6 +23,7 @@ EVAL_NOT_FOUND = problems(_404="No such eval")
     responses=problems(
         _409="A checkpoint target, and no eval generator is configured",
         _422="An invalid request: the set's file, a target, the judge or the criteria (the field is named)",
+        _503="A checkpoint target, and the eval generator does not answer",
     ),
 )
 async def create_eval(
