@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import DPOConfig, GRPOConfig, RunConfig
+from shared.settings import GatewaySettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +73,12 @@ def test_learning_check_config_is_a_fixed_programmatic_rubric():
 def test_a_fixed_rubric_needs_its_criteria():
     with pytest.raises(ValidationError, match="write_rubric: false needs extra_criteria"):
         RunConfig.from_yaml("judge: {write_rubric: false}\n")
+
+
+def test_an_empty_eval_generator_or_judge_url_means_none(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("POP_GATEWAY_EVAL_GENERATOR_URL", "")  # compose's ${POP_EVAL_GENERATOR_URL:-}
+    monkeypatch.setenv("POP_GATEWAY_JUDGE_URL", "")
+    settings = GatewaySettings()
+    assert settings.eval_generator_url is None and settings.judge_url is None
+    monkeypatch.setenv("POP_GATEWAY_EVAL_GENERATOR_URL", "http://eval-generator:8000")
+    assert GatewaySettings().eval_generator_url == "http://eval-generator:8000"
