@@ -14,6 +14,7 @@ import os
 import socket
 from contextlib import AsyncExitStack, suppress
 from datetime import timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
@@ -80,14 +81,12 @@ class EvalRunner:
         """Every target in order, then the paired gain of the last over the first; any error fails the
         eval with a message that says which target and why."""
         beat = asyncio.create_task(self._beat(record.id))
-        status, error = EvalStatus.completed, None
-        reports: dict[str, EvalReport] = {}
-        seed = 0
+        status, error, gain = EvalStatus.completed, None, None
         try:
             request = EvalCreate.model_validate(record.request)
-            seed = request.sampling.seed
-            reports.update({label: EvalReport.model_validate(r) for label, r in record.reports.items()})
+            reports = {label: EvalReport.model_validate(r) for label, r in record.reports.items()}
             await self._targets(record.id, request, reports)
+            gain = _gain(list(reports.values()), request.sampling.seed)
         except asyncio.CancelledError:  # the gateway stops: another replica (or this one, restarted) goes on
             raise
         except Exception as exc:
@@ -95,11 +94,6 @@ class EvalRunner:
             log.warning("eval %s failed: %s", record.id, error)
         finally:
             beat.cancel()
-        gain = None
-        if status is EvalStatus.completed and len(reports) > 1:
-            first, *_, last = reports.values()
-            with suppress(ValueError):  # no task scored in both: no gain to give
-                gain = paired_gain(first, last, seed=seed).model_dump()
         await self._update(record.id, status=status.value, error=error, gain=gain, finished_at=utcnow())
 
     async def _targets(self, eval_id: str, request: EvalCreate, reports: dict[str, EvalReport]) -> None:
@@ -121,13 +115,7 @@ class EvalRunner:
                     if isinstance(target, CheckpointTarget):
                         reports[label] = await self._checkpoint(target, request, items, judge, rubric)
                     else:
-                        llm = ChatClient(target.base_url, target.model, max_parallel=4)
-                        try:
-                            reports[label] = await score(
-                                request.set.format, items, llm, judge, rubric, request.sampling
-                            )
-                        finally:
-                            await llm.aclose()
+                        reports[label] = await _score(target.base_url, target.model, request, items, judge, rubric)
                 except Exception as exc:
                     raise EvalFailed(f"target {label}: {_why(exc)}") from exc
                 dumped = {k: r.model_dump(mode="json") for k, r in reports.items()}
@@ -149,14 +137,13 @@ class EvalRunner:
         await lock.acquire()  # waits while another gateway replica evaluates on it
         holding = asyncio.create_task(self._hold(lock))
         generator = GeneratorClient(url, timeout_s=10.0)
-        llm = ChatClient(f"{url}/v1", self.settings.eval_generator_model, max_parallel=4)
         try:
             async with self.db.session() as session:
                 swapped = await swapping.swap_to(
                     session, generator, target.run_id, target.version, self.settings.swap_timeout_s
                 )
-            report = await score(
-                request.set.format, items, llm, judge, rubric, request.sampling,
+            report = await _score(
+                f"{url}/v1", self.settings.eval_generator_model, request, items, judge, rubric,
                 version=target.version, run_id=target.run_id,
             )  # fmt: skip
             served = await generator.policy()
@@ -169,7 +156,7 @@ class EvalRunner:
                 await holding
             with suppress(Exception):  # it expires on its own
                 await lock.release()
-            await asyncio.gather(generator.aclose(), llm.aclose())
+            await generator.aclose()
 
     async def _hold(self, lock: Lock) -> None:
         """Keep the eval generator's lock alive for as long as the target takes."""
@@ -182,6 +169,33 @@ class EvalRunner:
             await asyncio.sleep(HEARTBEAT_S)
             with suppress(Exception):  # a missed beat is only a missed beat
                 await self._update(eval_id, heartbeat_at=utcnow())
+
+
+async def _score(
+    base_url: str,
+    model: str,
+    request: EvalCreate,
+    items: EvalItems,
+    judge: JudgeClient | None,
+    rubric: Rubric | None,
+    **where: Any,
+) -> EvalReport:
+    """One target's report, from the OpenAI-compatible API at ``base_url``."""
+    llm = ChatClient(base_url, model, max_parallel=4)
+    try:
+        return await score(request.set.format, items, llm, judge, rubric, request.sampling, **where)
+    finally:
+        await llm.aclose()
+
+
+def _gain(reports: list[EvalReport], seed: int) -> dict[str, float] | None:
+    """The paired gain of the last target over the first; none for one target, or none in common."""
+    if len(reports) < 2:
+        return None
+    try:
+        return paired_gain(reports[0], reports[-1], seed=seed).model_dump()
+    except ValueError:
+        return None
 
 
 def _why(exc: BaseException) -> str:
