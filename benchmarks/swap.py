@@ -86,9 +86,9 @@ def make_adapter(model_path: str, folder: Path, seed: int) -> None:
     get_peft_model(base, config).save_pretrained(str(folder), safe_serialization=True)
 
 
-def swap(client: httpx.Client, url: str, version: int, path: Path, mode: str, weights: str) -> float:
-    body = {"version": version, "path": str(path), "run_id": "bench", "mode": mode,
-            "checksum": sha256_file(path / weights)}  # fmt: skip
+def swap(client: httpx.Client, url: str, version: int, path: Path, mode: str) -> float:
+    checksums = {p.name: sha256_file(p) for p in path.iterdir() if p.is_file()}  # as a manifest lists them
+    body = {"version": version, "path": str(path), "run_id": "bench", "mode": mode, "checksums": checksums}
     started = time.perf_counter()
     reply = client.post(f"{url}/v1/policy/swap", json=body, timeout=600)
     reply.raise_for_status()
@@ -135,11 +135,9 @@ def measure(model: str, swaps: int) -> str:
             time.sleep(2.0)
             rows = []
             with httpx.Client() as client:
-                for mode, folders, weights in (("full", full, "model.safetensors"),
-                                               ("lora", lora, "adapter_model.safetensors")):  # fmt: skip
+                for mode, folders in (("full", full), ("lora", lora)):
                     seconds = [
-                        swap(client, url, int(folders[i % 2].name[1:]), folders[i % 2], mode, weights)
-                        for i in range(swaps)
+                        swap(client, url, int(folders[i % 2].name[1:]), folders[i % 2], mode) for i in range(swaps)
                     ]
                     files = sorted(folders[0].glob("*.safetensors"))
                     size = sum(f.stat().st_size for f in files) / 2**20

@@ -350,7 +350,11 @@ class SwapRequest(Schema):
     path: str = Field(min_length=1)
     run_id: str | None = None
     mode: WeightMode = WeightMode.full
-    checksum: str | None = Field(default=None, description="sha256 of model.safetensors, verified first")
+    checksums: dict[str, str] = Field(
+        default_factory=dict,
+        description="file name -> sha256 (the manifest's): every weights file (each shard and the index) is "
+        "verified before the served weights are touched, and a weights file not listed is refused.",
+    )
 
 
 class HoldRequest(Schema):
@@ -373,4 +377,11 @@ class CheckpointManifest(Schema):
     base_model: str
     mode: WeightMode = WeightMode.full
     files: dict[str, str] = Field(description="file name -> sha256")
+    dtype: str | None = Field(default=None, description="The served weights' dtype (full mode).")
+    consumed: list[str] = Field(
+        default_factory=list, description="The stream entries this version's update trained on (provenance)."
+    )
+    dropped: dict[str, str] = Field(
+        default_factory=dict, description="Stream entries read for this update but dropped: entry -> why."
+    )
     created_at: datetime = Field(default_factory=utcnow)

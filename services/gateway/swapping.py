@@ -24,10 +24,8 @@ async def swap_request(session: AsyncSession, run_id: str, version: int) -> Swap
         return SwapRequest(version=0, path=path, run_id=run_id, mode=WeightMode.full)
     record = await store.get_checkpoint(session, run_id, version)
     manifest = CheckpointManifest.model_validate(record.manifest)
-    weights = "adapter_model.safetensors" if manifest.mode is WeightMode.lora else "model.safetensors"
-    return SwapRequest(
-        version=version, path=record.path, run_id=run_id, checksum=manifest.files.get(weights), mode=manifest.mode
-    )
+    # Every file's sha256: the generator verifies each one it will read (every shard, the index).
+    return SwapRequest(version=version, path=record.path, run_id=run_id, checksums=manifest.files, mode=manifest.mode)
 
 
 async def swap_to(

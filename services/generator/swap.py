@@ -9,9 +9,11 @@ previous weights are reloaded and keep serving.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ class SwapError(Exception):
 
 
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
+INDEX = "model.safetensors.index.json"
 
 
 def confine(raw: str, roots: Sequence[Path]) -> Path:
@@ -46,25 +49,45 @@ def confine(raw: str, roots: Sequence[Path]) -> Path:
     return real
 
 
-def check_checkpoint(path: Path, mode: WeightMode = WeightMode.full) -> Path:
-    """Refuse a folder that could not load fully, before touching the served weights; the weights
-    file whose checksum the request gives."""
+def check_checkpoint(path: Path, mode: WeightMode = WeightMode.full) -> list[Path]:
+    """Refuse a folder that could not load fully, before touching the served weights; return the files
+    the engine will read (every safetensors shard and its index; for LoRA the adapter and its config)."""
     if not path.is_dir():
         raise SwapError(400, "Checkpoint not found", f"no checkpoint directory at {path}")
     if mode is WeightMode.lora:
         if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
             raise SwapError(400, "Checkpoint incomplete", f"{path} holds no {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG}")
-        return path / ADAPTER_WEIGHTS
-    if not sorted(path.glob("*.safetensors")):
+        return [path / ADAPTER_WEIGHTS, path / ADAPTER_CONFIG]
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards:
         raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
-    return path / "model.safetensors"
+    index = path / INDEX
+    if index.is_file():
+        try:
+            named = set(json.loads(index.read_text())["weight_map"].values())
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SwapError(400, "Checkpoint incomplete", f"{index} is not a safetensors index: {exc!r}") from exc
+        missing = sorted(named - {p.name for p in shards})
+        if missing:
+            raise SwapError(400, "Checkpoint incomplete", f"{path} lacks the shards its index names: {missing}")
+        return [*shards, index]
+    return shards
 
 
-def verify_checksum(weights: Path, checksum: str | None) -> None:
-    if checksum is not None:
-        actual = sha256_file(weights)
-        if actual != checksum:
-            raise SwapError(400, "Checkpoint checksum mismatch", f"sha256 {actual} != expected {checksum}")
+def verify_checksums(files: Sequence[Path], checksums: Mapping[str, str]) -> None:
+    """Every file the engine will read matches the manifest's sha256 (read in parallel: hashlib releases the
+    GIL, so shards hash at the disk's pace); none is skipped. No checksums (a base model): nothing to check."""
+    if not checksums:
+        return
+    unlisted = [f.name for f in files if f.name not in checksums]
+    if unlisted:
+        raise SwapError(400, "Checkpoint checksum mismatch", f"no sha256 in the manifest for {unlisted}")
+    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+        digests = dict(zip(files, pool.map(sha256_file, files), strict=True))
+    for path, actual in digests.items():
+        if actual != checksums[path.name]:
+            detail = f"{path.name}: sha256 {actual} != expected {checksums[path.name]}"
+            raise SwapError(400, "Checkpoint checksum mismatch", detail)
 
 
 class WeightSwapper:
@@ -124,7 +147,7 @@ class WeightSwapper:
         if await self.release():
             log.warning("generation hold expired: resumed without a release from the trainer")
 
-    async def swap_adapter(self, request: SwapRequest, path: Path, weights: Path) -> PolicyVersion:
+    async def swap_adapter(self, request: SwapRequest, path: Path, weights: list[Path]) -> PolicyVersion:
         """LoRA: load the new adapter beside the old, route the policy name to it, then drop the old.
 
         In-flight requests finish on the adapter they started with; no pause is needed. The checksum
@@ -139,7 +162,7 @@ class WeightSwapper:
             await self._release_locked()  # a swap ends any hold: frozen requests must not wait on it
             reloaded = name in self._adapters_served
             self._adapters_served.add(name)
-            verified = asyncio.create_task(asyncio.to_thread(verify_checksum, weights, request.checksum))
+            verified = asyncio.create_task(asyncio.to_thread(verify_checksums, weights, request.checksums))
             try:
                 with metrics.phase("lora", "load"):
                     loaded = await self._step(
@@ -232,7 +255,7 @@ class WeightSwapper:
             started = time.perf_counter()
             # The checksum is read while in-flight requests drain: a corrupt checkpoint then costs a
             # pause, and a good one no time of its own (its bytes come from the page cache next).
-            verified = asyncio.create_task(asyncio.to_thread(verify_checksum, weights, request.checksum))
+            verified = asyncio.create_task(asyncio.to_thread(verify_checksums, weights, request.checksums))
             # "wait" drains in-flight requests first, so no answer mixes two versions' weights.
             try:
                 with metrics.phase("full", "drain"):
