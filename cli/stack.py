@@ -102,6 +102,8 @@ class LocalStack:
             "POP_TRAINER_PORT": str(self.ports["trainer"]),
             "POP_TRAINER_GATEWAY_URL": self.gateway_url,
             "POP_TRAINER_CHECKPOINT_DIR": str(self.checkpoint_dir),
+            # Served versions in the dtype the generator serves: no rounding the generator would not do.
+            "POP_TRAINER_SERVED_DTYPE": self.o.generator_dtype,
             # One machine: the trainer's updates get the cores while generation is held.
             "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_url,
             **self._token_env(),

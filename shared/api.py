@@ -94,6 +94,15 @@ class StepReport(ApiModel):
     manifest: CheckpointManifest
 
 
+class RewindCommand(ApiModel):
+    """Sent by a trainer that resumed from a resumable state older than the run's newest step: the steps
+    after it, and their checkpoints, are forgotten; the trainer retrains from there on the same stream
+    entries (they were never acknowledged), so nothing is lost or trained twice."""
+
+    step: int = Field(ge=0, le=MAX_INT)
+    policy_version: int = Field(ge=0, le=MAX_INT)
+
+
 class FinishReport(ApiModel):
     status: RunStatus = RunStatus.completed
     error: str | None = None

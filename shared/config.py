@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.schemas import Criterion, GradingMode, ModelEndpoint, WeightMode
 
@@ -164,8 +164,14 @@ class TrainerConfig(ConfigModel):
     memory is bounded by this while the update stays that of the whole step's batch."""
     swap_after_update: bool = True
     """Ask the gateway to hot-swap the generator to each new checkpoint."""
-    keep_checkpoints: int = Field(default=0, ge=0)
-    """Keep only the newest N checkpoints (0 keeps all)."""
+    resume_every: int = Field(default=5, ge=1)
+    """Write the resumable state (fp32 weights, optimizer, RNG, counters, stream position) every N steps, in the
+    background, and at the run's last step or a pause. Stream entries are acknowledged only once such a state
+    covers them, so a trainer that dies resumes from the last one and retrains what came after it (exactly
+    once): a larger N writes less (7B full weights: ~91 GB of state) and redoes more after a crash."""
+    keep_last: int = Field(default=0, ge=0, validation_alias=AliasChoices("keep_last", "keep_checkpoints"))
+    """Keep the newest N served versions on disk (0 keeps all). A version the generator or an eval serves,
+    or an unfinished eval names, is never pruned. (Formerly ``keep_checkpoints``, still accepted.)"""
 
 
 class JudgeConfig(ConfigModel):

@@ -8,7 +8,7 @@ deployments expect.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -193,6 +193,22 @@ class TrainerSettings(ServiceSettings):
         "(measured on 2 CPU cores: updates ran 3-7x slower while it generated).",
     )
     hold_seconds: float = Field(default=900.0, gt=0, le=3600, description="Lease of each hold; ends it if we die.")
+    sharding: Literal["replicate", "fsdp"] = Field(
+        default="replicate",
+        description="Under several processes (accelerate launch, torchrun): 'replicate' keeps a whole model and "
+        "optimizer on every rank (DDP); 'fsdp' shards weights, gradients and optimizer state over the ranks "
+        "(torch FSDP2), so a model too large for one device trains. Ignored in a single process.",
+    )
+    served_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="The dtype of each served version's weights: the generator's (POP_GENERATOR_DTYPE). 'auto' "
+        "is the base model's stored dtype, as vLLM's --dtype auto serves it. Training keeps fp32 master weights.",
+    )
+    served_shard_size: str = Field(
+        default="5GB",
+        description="Largest safetensors file of a served version; larger models are written as shards with "
+        "an index (transformers' max_shard_size).",
+    )
     retry_for_s: float = Field(
         default=600.0,
         gt=0,

@@ -9,7 +9,16 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from shared.api import CheckpointRead, MetricPoint, MetricSeries, RunRead, RunStatus, StepRead, StepReport
+from shared.api import (
+    CheckpointRead,
+    MetricPoint,
+    MetricSeries,
+    RewindCommand,
+    RunRead,
+    RunStatus,
+    StepRead,
+    StepReport,
+)
 from shared.config import RunConfig
 from shared.db import CheckpointRecord, EvalRecord, IdempotencyRecord, RunRecord, StepRecord
 from shared.problems import ProblemError
@@ -147,6 +156,24 @@ async def record_step(session: AsyncSession, run_id: str, report: StepReport) ->
     await session.commit()
     session.expire(run)
     return await get_run(session, run_id)
+
+
+async def rewind_run(session: AsyncSession, run_id: str, command: RewindCommand) -> RunRecord:
+    """Back to an earlier step (the trainer resumed from an older state): later steps and checkpoints go.
+    Idempotent: a retry finds the run already there."""
+    run = await get_run(session, run_id)
+    _require(run, RunStatus.running, RunStatus.paused, action="rewind")
+    if command.step > run.step or command.policy_version > run.policy_version:
+        detail = f"run {run_id} is at step {run.step} (v{run.policy_version}); step {command.step} is not behind"
+        raise ProblemError(409, "Not a rewind", detail)
+    await session.execute(delete(StepRecord).where(StepRecord.run_id == run_id, StepRecord.step > command.step))
+    await session.execute(
+        delete(CheckpointRecord).where(
+            CheckpointRecord.run_id == run_id, CheckpointRecord.version > command.policy_version
+        )
+    )
+    run.step, run.policy_version = command.step, command.policy_version
+    return await _saved(session, run)
 
 
 async def finish_run(session: AsyncSession, run_id: str, status: RunStatus, error: str | None) -> RunRecord:

@@ -85,7 +85,7 @@ def main() -> None:
     if sys.argv[1:2] == ["offline"]:
         offline(sys.argv[2:])
         return
-    replicas = start()  # under ``accelerate launch``: rank 0 serves, the other ranks follow it
+    replicas = start(settings.sharding)  # under ``accelerate launch``: rank 0 serves, the other ranks follow it
     if replicas is not None and not replicas.is_main:
         follow(replicas)
         return

@@ -1,7 +1,9 @@
-"""One run's training loop: collect fresh groups, update, checkpoint, acknowledge, report, swap.
+"""One run's training loop: collect fresh groups, update, write the served version, report, swap;
+every ``resume_every`` steps write the resumable state in the background and acknowledge.
 
-The order is the durability contract: an entry is acknowledged only once the checkpoint holding
-its update is on disk, so a crash before that redelivers it (it stays pending) instead of losing it.
+The order is the durability contract: an entry is acknowledged only once a resumable state that
+covers its update is on disk, so a crash before that redelivers it (it stays pending) and the
+trainer, resumed from the state before, retrains it once, instead of losing it.
 """
 
 from __future__ import annotations
@@ -14,19 +16,21 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpx
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.trainer.breakdown import reward_breakdown
-from services.trainer.checkpoint import prune, save_checkpoint
+from services.trainer.checkpoint import remove_version, versions_on_disk
 from services.trainer.ops import TrainerMetrics
 from services.trainer.parallel import Message, Replicas
 from services.trainer.policy import Policy
-from services.trainer.resume import resume, trainer_state
+from services.trainer.resume import resume
 from services.trainer.retry import persist
+from services.trainer.saving import Saver
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
 from shared.clients.generator import GeneratorClient
@@ -65,21 +69,32 @@ class RunTrainer:
         self.version, self.step = run.policy_version, run.step
         self.policy: Policy | None = None
         self.reclaimed: list[Delivered] = []
+        self.saver = Saver(run.id, run.config, settings, replicas)
+        self.uncovered: list[str] = []
+        """Entries trained (or dropped) since the last resumable state: acknowledged once one covers them."""
+        self._covered_step = run.step
+        self.summary: dict[str, Any] = {}
         self._served_checked = 0.0
 
     async def train(self) -> None:
         self.metrics.watch(self.stream)
         try:
             await self.stream.ensure_group()
-            resumed = await resume(self.run, self.settings, self.gateway, self.stream, self.replicas)
+            resumed = await resume(self.run, self.settings, self.gateway, self.stream, self.saver, self.replicas)
             self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
-            self.counts, self.reclaimed = resumed.counts, resumed.reclaimed
+            self.counts, self.reclaimed, self._covered_step = resumed.counts, resumed.reclaimed, resumed.step
             self.metrics.policy_version.labels(self.run.id).set(self.version)
-            if self.version == 0 and self.cfg.swap_after_update:
-                # The generator may still serve another run's weights: start this run from its own base.
-                await self._call("swap to v0", lambda: self.gateway.swap(SwapCommand(run_id=self.run.id, version=0)))
-            while self.step < self.cfg.max_steps:
-                await self._one_step(self.policy)
+            if (self.version == 0 or resumed.rewound) and self.cfg.swap_after_update:
+                # The generator may serve another run's weights, or a version about to be rewritten.
+                command = SwapCommand(run_id=self.run.id, version=self.version)
+                await self._call(f"swap to v{self.version}", lambda: self.gateway.swap(command))
+            try:
+                while self.step < self.cfg.max_steps:
+                    await self._one_step(self.policy)
+            except RunStopped:
+                await self._save_state(self.policy)  # paused or stopped: the steps made so far are kept
+                raise
+            await self._save_state(self.policy)
             done = FinishReport(status=RunStatus.completed)
             await self._call("finish", lambda: self.gateway.finish_run(self.run.id, done))
             log.info("run %s completed after %d steps; %s", self.run.id, self.step, dict(self.counts))
@@ -159,21 +174,21 @@ class RunTrainer:
         }
         summary = {"step": step, "policy_version": version, "metrics": metrics}
         summary["mean_score"] = statistics.fmean(rewards) if rewards else None
-        state = trainer_state(policy, entry_ids, dropped, self.counts, summary)
         with self.metrics.phase("checkpoint"):
-            path, manifest = await asyncio.to_thread(
-                save_checkpoint, policy.model, policy.tokenizer, Path(self.settings.checkpoint_dir),
-                self.run.id, version, step, self.run.config.model, state, self.cfg.weight_mode,
-            )  # fmt: skip
-            await persist("ack", lambda: self.stream.ack(entry_ids + list(dropped)), self.settings.retry_for_s)
-            self.step, self.version = step, version
+            path, manifest = await asyncio.to_thread(self.saver.served, policy, version, step, entry_ids, dropped)
+            self.step, self.version, self.summary = step, version, summary
+            self.uncovered += [*entry_ids, *dropped]
             self.metrics.step(
                 self.run.id, version, time.perf_counter() - started, counts_before, self.counts,
                 result.metrics, rewards,
             )  # fmt: skip
             report = StepReport(checkpoint_path=str(path), manifest=manifest, **summary)
             recorded = await self._call(f"report step {step}", lambda: self.gateway.report_step(self.run.id, report))
-            prune(Path(self.settings.checkpoint_dir), self.run.id, self.cfg.keep_checkpoints)
+            if step % self.cfg.resume_every == 0:
+                await self._save_state(policy, wait=False)
+            elif self.saver.state_done:
+                await self._finish_state()
+            await self._prune()
         if self.cfg.swap_after_update:
             command = SwapCommand(run_id=self.run.id, version=version)
             with self.metrics.phase("swap"):
@@ -187,6 +202,46 @@ class RunTrainer:
             )
         log.info("run %s: step %d loss %.4f mean score %s", self.run.id, step, result.loss, report.mean_score)
         self._still_ours(recorded)
+
+    async def _save_state(self, policy: Policy, wait: bool = True) -> None:
+        """Write the resumable state of the step just made, unless one already covers it; ``wait``: until it
+        is on disk and its entries acknowledged (the run's end, a pause). One state is written at a time."""
+        await self._finish_state()
+        if self.uncovered or self.step > self._covered_step:
+            meta = {
+                "step": self.step, "version": self.version, "covered": self.uncovered,
+                "counts": dict(self.counts), "report": self.summary,
+            }  # fmt: skip
+            self.saver.begin_state(policy, self.step, meta)
+            self.uncovered, self._covered_step = [], self.step
+        if wait:
+            await self._finish_state()
+
+    async def _finish_state(self) -> None:
+        written = await asyncio.to_thread(self.saver.finish_state)
+        if written is not None:
+            covered = list(written.meta["covered"])
+            await persist("ack", lambda: self.stream.ack(covered), self.settings.retry_for_s)
+
+    async def _prune(self) -> None:
+        """Keep the newest ``keep_last`` versions; the gateway refuses (409) what the generator or an eval
+        holds, and such a version stays until a later step finds it free."""
+        keep, root = self.cfg.keep_last, Path(self.settings.checkpoint_dir)
+        if keep <= 0:
+            return
+        for old in versions_on_disk(root, self.run.id)[:-keep]:
+            try:
+                await self.gateway.delete_checkpoint(self.run.id, old)
+            except ServiceError as exc:
+                if exc.status not in (404, 409, 503):
+                    raise
+                if exc.status != 404:  # 404: the gateway forgot it already (a retry); the folder goes
+                    log.info("run %s: v%d kept for now (%s)", self.run.id, old, exc.problem.get("detail"))
+                    continue
+            except httpx.HTTPError as exc:
+                log.info("run %s: pruning postponed, gateway unreachable (%r)", self.run.id, exc)
+                return
+            await asyncio.to_thread(remove_version, root, self.run.id, old)
 
     async def _ensure_served(self) -> None:
         """Stale groups keep coming: a restarted generator serves its base model until told otherwise,

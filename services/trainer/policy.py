@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import torch
 
-from services.trainer import losses
+from services.trainer import losses, sharding
 from services.trainer.metrics import Metrics
 from services.trainer.parallel import Message, Replicas
 from services.trainer.selection import Pair, select_pair, with_advantages
@@ -63,11 +62,18 @@ class Policy:
             if weights is not None:
                 start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
             self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
+        self.sharded = replicas is not None and replicas.sharded
+        if self.sharded:  # before the optimizer exists: it must hold the shards, not the whole weights
+            if self.lora:
+                raise ValueError("sharding: fsdp trains full weights; a LoRA run replicates (sharding: replicate)")
+            sharding.shard(self.model)
+            if self.reference is not None:
+                sharding.shard(self.reference)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: Any = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
-        # ``engine`` is what the loss runs through: the model itself, or its DDP / DeepSpeed wrapper.
+        # ``engine`` is what the loss runs through: the model itself (sharded or not), or its DDP wrapper.
         self.engine: Any = self.model
-        if replicas is not None:
+        if replicas is not None and not self.sharded:
             self.engine, self.optimizer = replicas.accelerator.prepare(self.model, self.optimizer)
         self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
@@ -92,19 +98,6 @@ class Policy:
             with self.model.disable_adapter():
                 return self._logps(self.model, episodes, record=False)[0]
 
-    def state(self) -> dict[str, Any]:
-        """What a resumed trainer needs besides the weights: optimizer moments and RNG streams."""
-        return {
-            "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-        }
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-
     def usable(self, group: EpisodeGroup) -> bool:
         """Whether a group carries a signal for the configured algorithm."""
         algo = self.cfg.algorithm
@@ -125,6 +118,10 @@ class Policy:
             mine, weight = (mine, 1.0) if mine else (groups[:1], 0.0)
         chunks = self._micro_batches(self._items(mine))
         units = [self._units(c) * weight for c in chunks]
+        counted = len(chunks)
+        if self.sharded and self.replicas is not None:  # every rank gathers each layer as often as the others
+            padding = self.replicas.most(counted) - counted
+            chunks, units = chunks + chunks[:1] * padding, units + [0.0] * padding
         # Each chunk's loss is a mean over its units (pairs, sequences or tokens); weighted by its share of
         # all units, on every rank (× world: the all-reduce averages), the gradients sum to the batch mean's.
         total, world = sum(units), 1
@@ -137,7 +134,8 @@ class Policy:
                 scaled = loss * (chunk_units * world / max(total, 1e-9))
                 self._backward(scaled)
             loss_value += float(scaled.detach())
-            metrics.add(chunk_metrics, chunk_units or 1.0)
+            if i < counted:
+                metrics.add(chunk_metrics, chunk_units or 1.0)
         grad_norm = self._step()
         if self.replicas is not None:
             loss_value = self.replicas.total(loss_value) / world
@@ -147,7 +145,7 @@ class Policy:
             tokens_per_second=summary.get("completion_tokens", 0.0) / max(seconds, 1e-9),
             loss=loss_value,
             grad_norm=grad_norm,
-            micro_batches=float(len(chunks)),
+            micro_batches=float(counted),
             update_seconds=seconds,
         )
         return UpdateResult(loss_value, summary)
@@ -178,7 +176,7 @@ class Policy:
 
     def _no_sync(self, last: bool) -> contextlib.AbstractContextManager[Any]:
         """Data parallel: all-reduce once, on the last micro-batch (every rank has exactly one such)."""
-        if self.replicas is None or last:
+        if self.replicas is None or last or self.sharded:  # FSDP reduce-scatters each micro-batch's gradients
             return contextlib.nullcontext()
         return self.replicas.accelerator.no_sync(self.engine)  # type: ignore[no-any-return]
 
@@ -191,8 +189,8 @@ class Policy:
     def _step(self) -> float:
         """Clip and step; through accelerate when data parallel."""
         params = [p for p in self.model.parameters() if p.requires_grad]
-        if self.replicas is None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        if self.replicas is None or self.sharded:
+            grad_norm = sharding.clip_grad_norm(params, self.cfg.max_grad_norm)
         else:
             grad_norm = self.replicas.accelerator.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()

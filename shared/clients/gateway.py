@@ -11,6 +11,7 @@ from shared.api import (
     JudgeRead,
     JudgeRegistration,
     MetricSeries,
+    RewindCommand,
     RollbackCommand,
     RunList,
     RunRead,
@@ -51,6 +52,14 @@ class GatewayClient(ServiceClient):
     async def report_step(self, run_id: str, report: StepReport) -> RunRead:
         response = await self.request("POST", f"/v1/runs/{run_id}/steps", json=report.model_dump(mode="json"))
         return RunRead.model_validate(response.json())
+
+    async def rewind_run(self, run_id: str, command: RewindCommand) -> RunRead:
+        response = await self.request("POST", f"/v1/runs/{run_id}/rewind", json=command.model_dump(mode="json"))
+        return RunRead.model_validate(response.json())
+
+    async def delete_checkpoint(self, run_id: str, version: int) -> None:
+        """Forget a pruned version; 409 (a ServiceError) when the generator or an eval still serves or names it."""
+        await self.request("DELETE", f"/v1/runs/{run_id}/checkpoints/{version}")
 
     async def finish_run(self, run_id: str, report: FinishReport) -> RunRead:
         response = await self.request("POST", f"/v1/runs/{run_id}/finish", json=report.model_dump(mode="json"))

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import torch
 import yaml
 from redis.asyncio import Redis
 from typer.testing import CliRunner
@@ -213,6 +212,7 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
         manifest = json.loads((folder / "manifest.json").read_text())
         assert manifest["version"] == c["version"] and manifest["run_id"] == run_id
         assert manifest["files"]["model.safetensors"] == sha256_file(folder / "model.safetensors")
+        assert manifest["consumed"] and not list(folder.glob("*.pt"))  # weights only: the state lives apart
 
     # Episodes flowed through the stream; every delivered entry was acknowledged.
     groups, info = finished.groups, finished.stream_info
@@ -539,8 +539,8 @@ def test_the_dashboard_shows_a_live_run(stack: LocalStack):
 
 def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: LocalStack, redis_url: str):
     """SIGKILL while the trainer holds unacknowledged groups; a new trainer process resumes from the
-    newest checkpoint, reclaims them, and the run completes: every delivered group was trained or
-    dropped exactly once."""
+    newest resumable state (none yet: resume_every is 5, so the gateway is rewound to step 0), reclaims
+    them, and the run completes: every delivered group was trained or dropped exactly once."""
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["trainer"].update(max_steps=3, max_staleness=1)
     created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
@@ -568,16 +568,17 @@ def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: Loc
     assert run["status"] == "completed", run.get("error")
     assert [s["step"] for s in run["steps"]] == [1, 2, 3]
 
-    states = [
-        torch.load(Path(c["path"]) / "trainer_state.pt", weights_only=False)
-        for c in httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/checkpoints", timeout=10).json()
+    # Each version's manifest names the entries its update read (versions after the newest resumable state
+    # were retrained from the same, never acknowledged, entries and rewritten).
+    manifests = [
+        c["manifest"] for c in httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/checkpoints", timeout=10).json()
     ]
-    ids = [i for s in states for i in s["entry_ids"] + s["dropped_ids"]]
+    ids = [i for m in manifests for i in [*m["consumed"], *m["dropped"]]]
     assert len(ids) == len(set(ids)), "a group was trained or dropped twice"
     _, info = asyncio.run(stream_state(redis_url, run_id))
     assert info["pending"] == 0
     assert info["entries-read"] == len(ids)  # delivered == trained + dropped, nothing lost
-    assert killed_at > 0 and states[-1]["counts"]["reclaimed"] >= 1
+    assert killed_at > 0 and run["steps"][-1]["metrics"]["reclaimed"] >= 1
 
 
 def test_a_data_parallel_trainer_trains_a_run(stack: LocalStack):
@@ -624,7 +625,8 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
 
     # An adapter whose bytes do not match the checksum is refused after loading (the two overlap),
     # dropped unserved, and the adapter serving before keeps serving.
-    bad = {"version": 99, "run_id": run["id"], "mode": "lora", "path": checkpoints[-1]["path"], "checksum": "0" * 64}
+    wrong = {**checkpoints[-1]["manifest"]["files"], "adapter_model.safetensors": "0" * 64}
+    bad = {"version": 99, "run_id": run["id"], "mode": "lora", "path": checkpoints[-1]["path"], "checksums": wrong}
     refused = httpx.post(f"{stack.generator_url}/v1/policy/swap", json=bad, timeout=120)
     assert refused.status_code == 400 and refused.json()["title"] == "Checkpoint checksum mismatch", refused.text
     assert httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()["version"] == 2

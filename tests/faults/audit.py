@@ -1,6 +1,7 @@
 """The after-the-fact audit of a run: where every episode group appended to its stream went (trained
 once, dropped with a reason, or still unread when the run ended), and whether every checkpoint on
-disk is whole. Built from Redis and the checkpoints' own records, not from what the services say."""
+disk is whole. Built from Redis and the checkpoints' own records (each version's manifest names the
+entries its update read), not from what the services say."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from redis import Redis
 
 from shared.files import sha256_file
@@ -53,11 +53,10 @@ def read_ledger(redis_url: str, run_id: str, checkpoints: list[Path]) -> Ledger:
     ledger = Ledger(appended=[entry_id for entry_id, _ in entries])
     info = next(g for g in groups if g["name"] == GROUP)
     ledger.last_delivered, ledger.pending = info["last-delivered-id"], int(info["pending"])
-    for folder in checkpoints:
-        state = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=True)
-        ledger.trained.update(state["entry_ids"])
-        reasons = state.get("dropped_reasons") or dict.fromkeys(state["dropped_ids"], "unrecorded")
-        for entry, reason in reasons.items():
+    for folder in checkpoints:  # each version records the entries its update read (a rewind rewrote later ones)
+        manifest = CheckpointManifest.model_validate_json((folder / "manifest.json").read_text())
+        ledger.trained.update(manifest.consumed)
+        for entry, reason in manifest.dropped.items():
             ledger.dropped.setdefault(entry, []).append(reason)
     return ledger
 

@@ -35,7 +35,7 @@ selfplay: {group_size: 4, max_task_chars: 120, max_reference_chars: 120, max_ans
 judge:
   extra_criteria: [{name: brief, weight: 2, check: {type: word_count, min_words: 1, max_words: 13}}]
 trainer: {algorithm: {name: dpo, beta: 0.1}, learning_rate: 1.0e-3, max_steps: 14, groups_per_step: 1,
-          max_staleness: 1}
+          max_staleness: 1, resume_every: 3}
 """
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.db import Database, EvalRecord
+from shared.evaluation.api import CheckpointTarget, EvalCreate, EvalSet
 from shared.files import sha256_file
 from shared.modeling import resolve_model
 from shared.settings import GatewaySettings
@@ -120,3 +122,31 @@ async def test_a_swap_answered_late_is_504_and_answered_wrong_is_502(
             run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
             assert_problem(await api.post(f"/v1/runs/{run_id}/checkpoints/0/promote"), status)
             assert_problem(await api.post("/v1/generator/weights", json={"run_id": run_id, "version": 0}), status)
+
+
+async def test_pruning_refuses_what_the_generator_serves_or_an_unfinished_eval_names(
+    api_live: httpx.AsyncClient, tiny_generator_checkpoints: Path, tmp_path: Path
+):
+    """The trainer's keep_last asks the gateway before it deletes a version's folder."""
+    api = api_live
+    run_id = await run_with_checkpoints(api, tiny_generator_checkpoints, versions=3)
+    try:
+        assert (await api.post(f"/v1/runs/{run_id}/checkpoints/3/promote")).status_code == 200
+        held = assert_problem(await api.delete(f"/v1/runs/{run_id}/checkpoints/3"), 409)
+        assert "generator" in str(held["detail"])
+        request = EvalCreate(
+            set=EvalSet(format="ifeval"),
+            targets=[CheckpointTarget(run_id=run_id, version=2)],
+        )
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/gateway.db")  # the gateway's own database
+        async with db.session() as session:
+            session.add(EvalRecord(id="pinning-eval", run_id=run_id, request=request.model_dump(mode="json")))
+            await session.commit()
+        await db.dispose()
+        named = assert_problem(await api.delete(f"/v1/runs/{run_id}/checkpoints/2"), 409)
+        assert "eval pinning-eval" in str(named["detail"])
+        assert (await api.delete(f"/v1/runs/{run_id}/checkpoints/1")).status_code == 204
+        assert [c["version"] for c in (await api.get(f"/v1/runs/{run_id}/checkpoints")).json()] == [2, 3]
+        assert_problem(await api.delete(f"/v1/runs/{run_id}/checkpoints/1"), 404)
+    finally:
+        await api.post(f"/v1/runs/{run_id}/checkpoints/0/promote")

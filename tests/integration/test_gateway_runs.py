@@ -184,6 +184,30 @@ async def test_trainer_endpoints_refuse_bad_reports(api: httpx.AsyncClient):
     assert_problem(await api.post("/v1/runs/nope/finish", json={"status": "failed"}), 404)
 
 
+async def test_a_trainer_that_resumed_from_an_older_state_rewinds_the_run(api: httpx.AsyncClient):
+    """resume_every > 1: steps after the newest resumable state were reported; the resumed trainer takes
+    the run back to that state's step, forgetting the later steps and their checkpoints, then reports
+    them again (retrained from the same, never acknowledged, stream entries)."""
+    run_id = await claimed_run(api)
+    for step in (1, 2, 3):
+        assert (await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, step, 0.1))).status_code == 200
+    rewound = await api.post(f"/v1/runs/{run_id}/rewind", json={"step": 1, "policy_version": 1})
+    assert rewound.status_code == 200, rewound.text
+    assert (rewound.json()["step"], rewound.json()["policy_version"]) == (1, 1)
+    assert [s["step"] for s in rewound.json()["steps"]] == [1]
+    assert [c["version"] for c in (await api.get(f"/v1/runs/{run_id}/checkpoints")).json()] == [1]
+    again = await api.post(f"/v1/runs/{run_id}/rewind", json={"step": 1, "policy_version": 1})  # a retry
+    assert again.status_code == 200 and again.json()["step"] == 1
+    ahead = assert_problem(await api.post(f"/v1/runs/{run_id}/rewind", json={"step": 2, "policy_version": 2}), 409)
+    assert ahead["title"] == "Not a rewind"
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rewind", json={"step": -1, "policy_version": 0}), 422)
+    retrained = await api.post(f"/v1/runs/{run_id}/steps", json=step_report(run_id, 2, 0.4))
+    assert retrained.status_code == 200 and [s["step"] for s in retrained.json()["steps"]] == [1, 2]
+    await api.post(f"/v1/runs/{run_id}/finish", json={"status": "completed"})
+    assert_problem(await api.post(f"/v1/runs/{run_id}/rewind", json={"step": 0, "policy_version": 0}), 409)
+    assert_problem(await api.post("/v1/runs/nope/rewind", json={"step": 0, "policy_version": 0}), 404)
+
+
 async def test_the_deployments_run_defaults_fill_what_a_config_leaves_out(
     database_url: str, redis_url: str, tmp_path: Path
 ):

@@ -130,9 +130,7 @@ def test_lora_mode_trains_only_the_adapter_and_saves_it_alone(algorithm, tmp_pat
     changed = {k for k, v in policy.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed and all("lora_" in k for k in changed)
 
-    path, manifest = save_checkpoint(
-        policy.model, policy.tokenizer, tmp_path, "r", 1, 1, "pop/tiny", policy.state(), cfg.weight_mode
-    )
+    path, manifest = save_checkpoint(policy.model, policy.tokenizer, tmp_path, "r", 1, 1, "pop/tiny", cfg.weight_mode)
     assert manifest.mode == "lora" and "adapter_model.safetensors" in manifest.files
     assert not (path / "model.safetensors").exists()
     assert (path / "adapter_model.safetensors").stat().st_size < 1_000_000

@@ -5,24 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
-from services.gateway import store, swapping
+from services.gateway import pins, store, swapping
 from services.gateway.deps import GeneratorDep, SessionDep, SettingsDep
 from services.gateway.routes.generator import SWAP_ERRORS
-from services.gateway.routes.responses import CONFLICT, NOT_FOUND
+from services.gateway.routes.responses import CONFLICT, NOT_FOUND, problems
 from shared.api import MAX_INT, CheckpointRead, RollbackCommand, RunStatus, SwapResult
 from shared.clients.http import ServiceError
 from shared.problems import ProblemError
 
 Version = Annotated[int, Path(ge=0, le=MAX_INT, description="A policy version of the run.")]
 router = APIRouter(prefix="/v1/runs/{run_id}", tags=["checkpoints"])
+UNAVAILABLE = problems(_503="The generator does not answer: whether it serves the version is unknown")
 ROLLBACK_ALLOWED = (RunStatus.paused, RunStatus.completed, RunStatus.stopped, RunStatus.failed)
 
 
 @router.get("/checkpoints", response_model=list[CheckpointRead], responses=NOT_FOUND)
 async def list_checkpoints(run_id: str, session: SessionDep) -> list[CheckpointRead]:
-    """Oldest first. A version pruned from storage (``trainer.keep_checkpoints``) is still listed."""
+    """Oldest first; a version pruned from storage (``trainer.keep_last``) is no longer listed."""
     return await store.list_checkpoints(session, run_id)
 
 
@@ -31,6 +32,23 @@ async def get_checkpoint(run_id: str, version: Version, session: SessionDep) -> 
     """Its manifest: run, version, step, base model, weight mode and the sha256 of every file."""
     await store.get_run(session, run_id)
     return store.checkpoint_read(await store.get_checkpoint(session, run_id, version))
+
+
+@router.delete(
+    "/checkpoints/{version}",
+    status_code=204,
+    responses={**NOT_FOUND, **problems(_409="The generator serves it or an unfinished eval names it"), **UNAVAILABLE},
+)
+async def delete_checkpoint(run_id: str, version: Version, session: SessionDep, generator: GeneratorDep) -> Response:
+    """Forget a version pruned from storage (the trainer's ``keep_last``); the trainer deletes its folder only
+    after this answers 204. 409 while the generator serves it or an unfinished eval names it."""
+    record = await store.get_checkpoint(session, run_id, version)
+    holders = await pins.pinned_by(session, generator, run_id, version)
+    if holders:
+        raise ProblemError(409, "Checkpoint in use", f"run {run_id} v{version} is held by {', '.join(holders)}")
+    await session.delete(record)
+    await session.commit()
+    return Response(status_code=204)
 
 
 @router.post("/checkpoints/{version}/promote", response_model=SwapResult, responses=SWAP_ERRORS)
