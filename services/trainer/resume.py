@@ -22,6 +22,7 @@ from services.trainer.policy import Policy
 from services.trainer.retry import persist
 from shared.api import RunRead, StepReport
 from shared.clients.gateway import GatewayClient
+from shared.modeling import resolve_model
 from shared.settings import TrainerSettings
 from shared.streams import Delivered, EpisodeStream
 
@@ -59,15 +60,17 @@ async def resume(
     replicas: Replicas | None = None,
 ) -> Resumed:
     answer_tokens = run.config.selfplay.max_answer_tokens
+    # The base model as a folder (a Hub id: its snapshot, fetched once per process at the run's revision).
+    base = await asyncio.to_thread(resolve_model, run.config.model, run.config.model_revision)
     found = latest_checkpoint(Path(settings.checkpoint_dir), run.id)
     if found is None or found[1].version < run.policy_version or (run.policy_version == 0 and found is None):
         if run.policy_version > 0:
             raise RuntimeError(f"run {run.id} is at v{run.policy_version} but no checkpoint of it is on disk")
-        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, None, replicas)
+        policy = await asyncio.to_thread(Policy, base, run.config.trainer, answer_tokens, None, replicas)
         resumed = Resumed(policy, run.step, run.policy_version)
     else:
         folder, manifest = found
-        policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, folder, replicas)
+        policy = await asyncio.to_thread(Policy, base, run.config.trainer, answer_tokens, folder, replicas)
         state = await asyncio.to_thread(load_trainer_state, folder) or {}
         if "policy" in state:
             policy.load_state(state["policy"])
