@@ -71,6 +71,12 @@ class GeneratorSettings(ServiceSettings):
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
 
+    @field_validator("model_revision", mode="before")
+    @classmethod
+    def _empty_is_main(cls, value: object) -> object:
+        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``."""
+        return None if value == "" else value
+
 
 class JudgeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_JUDGE_", extra="ignore", populate_by_name=True)
