@@ -146,9 +146,13 @@ def explain(exc: Exception, repo_id: str, revision: str | None, cache_dir: Path 
         return ModelError(
             repo_id, revision, f"the Hub answered {status}: {exc}", transient=status >= 500 or status == 429
         )
-    if isinstance(exc, (OSError, httpx2.TransportError)):  # no connection, a proxy or timeout, a full disk
-        why = f"the Hub could not be reached or the cache ({cache}) not written: {exc.__cause__ or exc!r}"
-        return ModelError(
-            repo_id, revision, why + "; check the network and the cache, or fill it first", transient=True
+    if isinstance(exc, (LocalEntryNotFoundError, DryRunError, httpx2.TransportError, ConnectionError)):
+        why = (
+            f"the Hub could not be reached ({exc.__cause__ or exc!r}) and the cache ({cache}) lacks it: check the "
+            "network (HF_ENDPOINT, a proxy), or fill the cache and set HF_HUB_OFFLINE=1"
         )
+        return ModelError(repo_id, revision, why, transient=True)
+    if isinstance(exc, OSError):
+        why = f"the cache ({cache}) could not be written ({exc}): check that HF_HOME is writable and has room"
+        return ModelError(repo_id, revision, why)
     return exc

@@ -60,8 +60,11 @@ def resolve_model(name: str, revision: str | None = None) -> str:
 def check_model(name: str, revision: str | None = None) -> None:
     """Cheaply, that ``resolve_model`` would succeed: no alias is built and no weights are fetched (a
     Hub id is looked up in the cache, else in the Hub's file listing). Raises ``ModelError``."""
-    if _kind(name, revision) == "hub":
+    kind = _kind(name, revision)
+    if kind == "hub":
         hub.check(name, revision)
+    elif kind == "folder" and not (Path(name).expanduser() / "config.json").is_file():
+        raise ModelError(name, revision, "the folder holds no config.json: it is no transformers model")
 
 
 def _kind(name: str, revision: str | None) -> str:

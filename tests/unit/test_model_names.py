@@ -53,8 +53,11 @@ def test_a_local_folder_is_used_as_it_is(tiny: Path, tmp_path: Path, monkeypatch
     assert resolve_model(str(tiny)) == str(tiny)
     monkeypatch.chdir(tiny.parent)
     assert resolve_model(tiny.name) == str(tiny)  # relative: made absolute, for the generator's path check
+    check_model(str(tiny))
     with pytest.raises(ModelError, match="no such folder"):
         check_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelError, match=r"holds no config\.json"):
+        check_model(str(tmp_path))  # a folder, but no model
     with pytest.raises(ModelError, match="a revision applies to Hub ids only"):
         check_model(str(tiny), "main")
 
