@@ -8,9 +8,13 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
 ARG STACK=cpu
+# Models by name: Hub snapshots (HF_HOME) and vLLM's compile cache live on the shared volume, so a model
+# is downloaded once for every service and the generator may load swaps from it. Offline is opt-in
+# (HF_HUB_OFFLINE=1 at run time), and HF_TOKEN comes from a secret, never from the image.
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HF_HUB_OFFLINE=1 \
+    HF_HOME=/data/hf \
+    VLLM_CACHE_ROOT=/data/vllm \
     POP_MODELS_DIR=/data/models \
     POP_CACHE_DIR=/data/cache \
     POP_TRAINER_CHECKPOINT_DIR=/data/checkpoints
@@ -32,7 +36,7 @@ COPY configs/ configs/
 # One resolve of the pinned stack, then drop the CUDA extras pip pulls on CPU (scripts/setup.sh says why).
 RUN pip install --no-cache-dir -r "requirements/${STACK}.txt" -e . \
  && if [ "$STACK" = cpu ]; then pip uninstall -y torchvision torchaudio torchcodec triton || true; fi \
- && mkdir -p /data && chown pop:pop /data
+ && mkdir -p /data/hf /data/vllm && chown -R pop:pop /data
 # Numeric, so Kubernetes' runAsNonRoot can verify it.
 USER 10001:10001
 VOLUME /data

@@ -124,9 +124,9 @@ def measure(model: str, swaps: int) -> str:
         for seed, folder in enumerate(lora):
             make_adapter(model_path, folder, seed)
         port = free_port()
-        env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_MODEL": model, "POP_GENERATOR_DTYPE": "float32",
-               "POP_GENERATOR_ENABLE_LORA": "true", "POP_GENERATOR_CHECKPOINT_ROOT": str(root),
-               "HF_HUB_OFFLINE": "1"}  # fmt: skip
+        # The folder resolved above: the generator loads the same files, whatever HF_HUB_OFFLINE says.
+        env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_MODEL": model_path, "POP_GENERATOR_DTYPE": "float32",
+               "POP_GENERATOR_ENABLE_LORA": "true", "POP_GENERATOR_CHECKPOINT_ROOT": str(root)}  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         argv = [sys.executable, "-m", "services.generator"]
         with service_process(argv, env, f"{url}/v1/policy", Path(home) / "generator.log"):

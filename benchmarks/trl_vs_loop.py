@@ -206,7 +206,7 @@ def run_trl(config: RunConfig, prompts: list[list[dict[str, str]]], out: Path) -
         lr_scheduler_type="constant",  # as this system's trainer
     )  # fmt: skip
     trainer = GRPOTrainer(
-        model=resolve_model(config.model),
+        model=resolve_model(config.model, config.model_revision),
         reward_funcs=reward,
         args=args,
         train_dataset=Dataset.from_list([{"prompt": p} for p in prompts]),

@@ -17,6 +17,7 @@ from cli.stack import LocalStack, StackOptions
 from shared.api import RunRead
 from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
+from shared.modeling import ModelError, resolve_model
 from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisRead
 
@@ -61,6 +62,16 @@ async def _watch(
         await gateway.aclose()
 
 
+def resolve_or_exit(model: str, revision: str | None, what: str) -> None:
+    """Resolve the model here first, in the foreground: a download shows its progress, and a name that does
+    not resolve fails with its reason before any service starts (the services then find it cached)."""
+    try:
+        resolve_model(model, revision)
+    except ModelError as exc:
+        console.print(f"{what}: {exc}", style="red", markup=False)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def demo(
     config: Annotated[Path, typer.Option(help="Run config YAML.")] = DEFAULT_CONFIG,
@@ -69,7 +80,8 @@ def demo(
 ) -> None:
     """Start the stack, run a few self-play steps, print the score per step and the checkpoints."""
     run_config = RunConfig.from_file(config)
-    options = StackOptions(home=home, model=run_config.model)
+    resolve_or_exit(run_config.model, run_config.model_revision, f"{config}: model")
+    options = StackOptions(home=home, model=run_config.model, model_revision=run_config.model_revision)
     with console.status("starting Redis, generator (vLLM), gateway, judge, producer, trainer..."):
         stack = LocalStack(options).start()
     try:
@@ -86,7 +98,16 @@ def demo(
 
 @app.command()
 def up(
-    model: Annotated[str, typer.Option(help="Policy served by the generator.")] = "pop/smollm2-135m-instruct",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Policy served by the generator, and the runs' default: a Hub id (org/name; HF_HOME, "
+            "HF_HUB_OFFLINE and HF_TOKEN apply), a model folder or a pop/ alias."
+        ),
+    ] = "pop/smollm2-135m-instruct",
+    model_revision: Annotated[
+        str | None, typer.Option(help="Branch, tag or commit of a Hub model (default: main).")
+    ] = None,
     home: Annotated[Path, typer.Option()] = Path(".pop"),
     token: Annotated[
         str | None, typer.Option(envvar="POP_GATEWAY_TOKEN", help="Require this bearer token for changes.")
@@ -96,7 +117,10 @@ def up(
     ] = False,
 ) -> None:
     """Run the local stack until Ctrl-C; launch runs with POST /v1/runs (or pop run start) on the gateway."""
-    options = StackOptions(home=home, model=model, api_token=token, eval_generator=eval_generator)
+    options = StackOptions(
+        home=home, model=model, model_revision=model_revision, api_token=token, eval_generator=eval_generator
+    )
+    resolve_or_exit(model, model_revision, "--model")
     stack = LocalStack(options).start()
     console.print(f"gateway {stack.gateway_url} · generator {stack.generator_url} · judge {stack.judge_url}")
     if stack.eval_generator_url:

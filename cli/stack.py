@@ -4,6 +4,7 @@ producer and trainer, each started with ``python -m services.<name>`` and its ow
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -44,6 +45,9 @@ def wait_http(proc: subprocess.Popen[bytes], url: str, timeout_s: float, name: s
 class StackOptions:
     home: Path = Path(".pop")
     model: str = "pop/smollm2-135m-instruct"
+    """The generator's base, and the runs' default: a Hub id, a folder or a ``pop/`` alias."""
+    model_revision: str | None = None
+    """Branch, tag or commit of a Hub ``model``."""
     # float32: most CPUs have no bf16 units (bf16 measured slower here), and greedy decoding has no ties.
     generator_dtype: str = "float32"
     max_model_len: int = 4096
@@ -71,16 +75,18 @@ class LocalStack:
         self.eval_generator_url = f"http://127.0.0.1:{self.ports['eval-generator']}" if options.eval_generator else None
         self.redis_url = options.redis_url or ""
         self.checkpoint_dir = self.home / "checkpoints"
+        self.run_defaults = self.home / "run-defaults.yaml"
+        """A run that names no model trains the one the generator serves (unless the user has defaults)."""
 
     def env(self) -> dict[str, str]:
         db = self.o.database_url or f"sqlite+aiosqlite:///{self.home}/gateway.db"
         return {
             **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",  # HF_HOME, HF_HUB_OFFLINE and HF_TOKEN: the user's, passed through
             "REDIS_URL": self.redis_url,
             "POP_GENERATOR_PORT": str(self.ports["generator"]),
             "POP_GENERATOR_MODEL": self.o.model,
+            **({"POP_GENERATOR_MODEL_REVISION": self.o.model_revision} if self.o.model_revision else {}),
             "POP_GENERATOR_DTYPE": self.o.generator_dtype,
             "POP_GENERATOR_MAX_MODEL_LEN": str(self.o.max_model_len),
             "POP_GENERATOR_CHECKPOINT_ROOT": str(self.checkpoint_dir),
@@ -91,6 +97,7 @@ class LocalStack:
             "POP_GATEWAY_GENERATOR_URL": self.generator_url,
             "POP_GATEWAY_JUDGE_URL": self.judge_url,
             "POP_GATEWAY_EVAL_DIR": str(self.home / "evals"),
+            "POP_GATEWAY_RUN_DEFAULTS": os.environ.get("POP_GATEWAY_RUN_DEFAULTS", str(self.run_defaults)),
             **({"POP_GATEWAY_EVAL_GENERATOR_URL": self.eval_generator_url} if self.eval_generator_url else {}),
             # Local teachers and external judges live on this machine.
             "POP_GATEWAY_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -151,6 +158,10 @@ class LocalStack:
 
     def _start_all(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        defaults: dict[str, str] = {"model": self.o.model}
+        if self.o.model_revision:
+            defaults["model_revision"] = self.o.model_revision
+        self.run_defaults.write_text(json.dumps(defaults) + "\n")  # JSON is YAML
         self._start_redis()
         self._spawn("generator", [sys.executable, "-m", "services.generator"])
         if self.eval_generator_url:

@@ -195,15 +195,31 @@ class JudgeConfig(ConfigModel):
         return self
 
 
+REVISION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]*$"
+"""A git branch, tag or commit: no spaces, no leading ``/`` or ``.``."""
+
+
 class RunConfig(ConfigModel):
     name: str = Field(default="run", min_length=1, max_length=120)
     """A human label for the run."""
-    model: str = "pop/smollm2-135m-instruct"
-    """The policy: a Hugging Face model id or path, or a built-in ``pop/...`` alias."""
+    model: str = Field(default="pop/smollm2-135m-instruct", min_length=1, max_length=1000)
+    """The policy: a Hugging Face Hub id (``org/name``, downloaded into ``HF_HOME`` unless ``HF_HUB_OFFLINE``
+    is set; ``HF_TOKEN`` for private or gated repos), a local model folder, or a built-in ``pop/...`` alias.
+    The gateway refuses a run whose model does not resolve."""
+    model_revision: str | None = Field(default=None, min_length=1, max_length=255, pattern=REVISION_PATTERN)
+    """The Hub revision of ``model``: a branch, tag or commit hash (None: ``main``). A commit pins the same
+    weights for every service even when the branch moves; Hub ids only."""
     selfplay: SelfPlayConfig = Field(default_factory=SelfPlayConfig)
     roles: RolesConfig = Field(default_factory=RolesConfig)
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    @field_validator("model_revision")
+    @classmethod
+    def _no_parent_steps(cls, revision: str | None) -> str | None:
+        if revision is not None and ".." in revision:  # git refuses it, and it would climb out of the cache
+            raise ValueError("a revision cannot contain '..'")
+        return revision
 
     @classmethod
     def from_yaml(cls, text: str) -> RunConfig:

@@ -50,7 +50,11 @@ class GeneratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_GENERATOR_", extra="ignore", populate_by_name=True)
 
     port: int = 8000
-    model: str = Field(default="pop/smollm2-135m-instruct", description="HF id, path or pop/ alias.")
+    model: str = Field(
+        default="pop/smollm2-135m-instruct",
+        description="The served base: a Hub id (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN apply), a folder or a pop/ alias.",
+    )
+    model_revision: str | None = Field(default=None, description="Branch, tag or commit of a Hub model (None: main).")
     served_model_name: str = "policy"
     dtype: str = Field(default="auto", description="vLLM dtype; float32 gives tie-free greedy tests.")
     max_model_len: int = 2048
@@ -59,13 +63,19 @@ class GeneratorSettings(ServiceSettings):
     swap_timeout_s: float = Field(default=120.0, description="Each hot-swap step gives up after this.")
     checkpoint_root: Path = Field(
         default=DEFAULT_HOME / "checkpoints",
-        description="The trainer's checkpoint folder: swaps load only from under it, the models folder and "
-        "the base model's own (symlinks resolved first).",
+        description="The trainer's checkpoint folder: swaps load only from under it, the models folder, the "
+        "Hugging Face hub cache and the base model's own (symlinks resolved first).",
     )
     enable_lora: bool = Field(default=False, description="Serve LoRA adapters (runs with weight_mode: lora).")
     max_lora_rank: int = Field(default=16, description="Largest adapter rank the server accepts.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
+
+    @field_validator("model_revision", mode="before")
+    @classmethod
+    def _empty_is_main(cls, value: object) -> object:
+        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``."""
+        return None if value == "" else value
 
 
 class JudgeSettings(ServiceSettings):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.hub import plant_tiny
 from tests.processes import checkpoint_root, minimal_judge, tiny_generator
 
 
@@ -45,6 +46,14 @@ def tiny_generator_checkpoints(tiny_generator_dir: Path) -> Path:
 def tiny_generator_url(tiny_generator_dir: Path) -> Iterator[str]:
     with tiny_generator(tiny_generator_dir) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def hub_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ``HF_HOME`` whose cache holds the tiny model as the Hub model ``org/tiny`` (planted: no hub)."""
+    home = tmp_path_factory.mktemp("hf-home")
+    plant_tiny(home)
+    return home
 
 
 @pytest.fixture(scope="session")

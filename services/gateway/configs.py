@@ -3,6 +3,7 @@ task types loadable, and its judge (registered by name or given by URL) answerin
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from shared.clients.judge import JudgeClient
 from shared.config import RunConfig
 from shared.db import JudgeRecord
 from shared.hosts import HostAllowlist
+from shared.modeling import ModelError, check_model
 from shared.problems import ProblemError
 from shared.schemas import SCHEMA_VERSION
 from shared.tasktypes import TaskTypeError, load_task_types
@@ -92,9 +94,21 @@ async def read_config(request: Request, session: AsyncSession) -> RunConfig:
             raise invalid(["judge", "url"], msg, "judge")
         config = config.model_copy(update={"judge": config.judge.model_copy(update={"url": judge.url})})
     check_hosts(config, request.app.state.allowed_hosts)
+    await model_resolves(config)
     if config.judge.url:
         await judge_health(config.judge.url)
     return config
+
+
+async def model_resolves(config: RunConfig) -> None:
+    """Refuse a model the trainer and generator could not load, before a run waits on it: cheaply, from the
+    Hugging Face cache or the Hub's file listing (no weights are fetched), in a thread."""
+    try:
+        await asyncio.to_thread(check_model, config.model, config.model_revision)
+    except ModelError as exc:
+        if exc.transient:
+            raise ProblemError(503, "Model hub unreachable", str(exc), headers={"Retry-After": "30"}) from exc
+        raise invalid([exc.field], str(exc), "model", title="Model unusable") from exc
 
 
 def check_hosts(config: RunConfig, allowed: HostAllowlist) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -12,7 +13,7 @@ from shared.api import SwapResult
 from shared.clients.generator import GeneratorClient
 from shared.clients.http import ServiceError
 from shared.config import RunConfig
-from shared.modeling import resolve_model
+from shared.modeling import ModelError, resolve_model
 from shared.problems import ProblemError
 from shared.schemas import CheckpointManifest, SwapRequest, WeightMode
 
@@ -20,12 +21,23 @@ from shared.schemas import CheckpointManifest, SwapRequest, WeightMode
 async def swap_request(session: AsyncSession, run_id: str, version: int) -> SwapRequest:
     run = await store.get_run(session, run_id)
     if version == 0:  # the base model, in full, whatever the run trains
-        path = resolve_model(RunConfig.model_validate(run.config).model)
-        return SwapRequest(version=0, path=path, run_id=run_id, mode=WeightMode.full)
+        config = RunConfig.model_validate(run.config)
+        return SwapRequest(version=0, path=await base_folder(config), run_id=run_id, mode=WeightMode.full)
     record = await store.get_checkpoint(session, run_id, version)
     manifest = CheckpointManifest.model_validate(record.manifest)
     # Every file's sha256: the generator verifies each one it will read (every shard, the index).
     return SwapRequest(version=version, path=record.path, run_id=run_id, checksums=manifest.files, mode=manifest.mode)
+
+
+async def base_folder(config: RunConfig) -> str:
+    """The run's base model as a folder the generator reads (a Hub id: its snapshot on the shared cache),
+    resolved off the event loop: the first resolve of a Hub id may download it."""
+    try:
+        return await asyncio.to_thread(resolve_model, config.model, config.model_revision)
+    except ModelError as exc:
+        if exc.transient:
+            raise ProblemError(503, "Model hub unreachable", str(exc)) from exc
+        raise ProblemError(400, "Base model unusable", str(exc)) from exc
 
 
 async def swap_to(

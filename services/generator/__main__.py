@@ -6,7 +6,8 @@ import os
 import shlex
 
 from shared.logs import setup_logging
-from shared.modeling import resolve_model
+from shared.modeling import ModelError, resolve_model
+from shared.modeling.hub import hub_cache
 from shared.modeling.registry import models_dir
 from shared.settings import GeneratorSettings
 
@@ -49,9 +50,11 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
 def main() -> None:
     settings = GeneratorSettings()
     setup_logging("generator", settings.log_level)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _cpu_environment(settings)
-    model_path = resolve_model(settings.model)
+    try:  # offline or not is the user's choice (HF_HUB_OFFLINE), as are HF_HOME and HF_TOKEN
+        model_path = resolve_model(settings.model, settings.model_revision)
+    except ModelError as exc:
+        raise SystemExit(f"generator: POP_GENERATOR_MODEL: {exc}") from exc
 
     import uvloop
     from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
@@ -64,7 +67,8 @@ def main() -> None:
     parser = make_arg_parser(FlexibleArgumentParser(description="POP generator (vLLM)"))
     args = parser.parse_args(vllm_argv(settings, model_path))
     validate_parsed_serve_args(args)
-    roots = [settings.checkpoint_root, models_dir()]
+    # A swap to version 0 of a Hub model's run names its snapshot in the hub cache (files linked into blobs/).
+    roots = [settings.checkpoint_root, models_dir(), hub_cache()]
     uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots))
 
 

@@ -35,11 +35,20 @@ INDEX = "model.safetensors.index.json"
 
 
 def confine(raw: str, roots: Sequence[Path]) -> Path:
-    """The folder ``raw`` names, once symlinks are resolved, if it lies under one of ``roots``: a swap
-    request can make the server read only checkpoints and models, never any file it can reach."""
+    """The folder ``raw`` names, once symlinks are resolved, if it and every file in it lie under the
+    ``roots``: a swap request can make the server read only checkpoints and models, never any file it
+    can reach. A Hugging Face snapshot passes: its files link into the same cache's ``blobs/``."""
     path = Path(raw)
     if not path.is_absolute() or ".." in path.parts:
         raise SwapError(400, "Checkpoint path refused", f"{raw!r}: an absolute path without '..' is required")
+    real = _inside(raw, path, roots)
+    if real.is_dir():
+        for entry in real.iterdir():
+            _inside(f"{raw}/{entry.name}", entry, roots)
+    return real
+
+
+def _inside(raw: str, path: Path, roots: Sequence[Path]) -> Path:
     real = path.resolve()
     if not any(real.is_relative_to(root.resolve()) for root in roots):
         allowed = ", ".join(str(r) for r in roots)
@@ -98,7 +107,8 @@ class WeightSwapper:
     ) -> None:
         self.engine = engine
         self.roots = [*roots, Path(base_model_path)] if Path(base_model_path).is_dir() else list(roots)
-        """Where swaps may load from: the checkpoint root, the models folder and the base model's own."""
+        """Where swaps may load from: the checkpoint root, the models folder, the Hugging Face hub cache
+        and the base model's own."""
         self.timeout_s = timeout_s
         self.base_model_path = base_model_path
         self.served_name = served_name

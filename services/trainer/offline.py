@@ -19,6 +19,7 @@ from typing import Any
 from services.trainer.checkpoint import save_checkpoint
 from services.trainer.policy import Policy
 from shared.config import DPOConfig, RunConfig
+from shared.modeling import resolve_model
 from shared.schemas import CheckpointManifest, EpisodeGroup
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def train_offline(
     """One epoch of DPO over the usable groups of ``episodes``; returns the checkpoint and per-batch metrics."""
     if not isinstance(config.trainer.algorithm, DPOConfig):
         raise ValueError("offline training is the paper's DPO recipe: set trainer.algorithm.name to dpo")
-    policy = Policy(config.model, config.trainer, config.selfplay.max_answer_tokens)
+    base = resolve_model(config.model, config.model_revision)
+    policy = Policy(base, config.trainer, config.selfplay.max_answer_tokens)
     groups = [g for g in read_groups(episodes) if policy.usable(g)]
     if not groups:
         raise ValueError(f"{episodes} holds no group with a usable pair (scores that vary, lengths within bounds)")

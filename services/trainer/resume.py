@@ -23,6 +23,7 @@ from services.trainer.retry import persist
 from services.trainer.saving import Saver
 from shared.api import RewindCommand, RunRead, StepReport
 from shared.clients.gateway import GatewayClient
+from shared.modeling import resolve_model
 from shared.settings import TrainerSettings
 from shared.streams import Delivered, EpisodeStream
 
@@ -50,7 +51,9 @@ async def resume(
 ) -> Resumed:
     root = Path(settings.checkpoint_dir)
     answer_tokens = run.config.selfplay.max_answer_tokens
-    policy = await asyncio.to_thread(Policy, run.config.model, run.config.trainer, answer_tokens, None, replicas)
+    # The base model as a folder (a Hub id: its snapshot, fetched once per process at the run's revision).
+    base = await asyncio.to_thread(resolve_model, run.config.model, run.config.model_revision)
+    policy = await asyncio.to_thread(Policy, base, run.config.trainer, answer_tokens, None, replicas)
     found = await asyncio.to_thread(state.latest, root, run.id)
     resumed = Resumed(policy, 0, 0)
     if found is not None:

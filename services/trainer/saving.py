@@ -26,7 +26,7 @@ class Saver:
     def __init__(self, run_id: str, config: RunConfig, settings: TrainerSettings, replicas: Replicas | None) -> None:
         self.run_id, self.config, self.settings, self.replicas = run_id, config, settings, replicas
         self.root = Path(settings.checkpoint_dir)
-        self.dtype = served_dtype(settings.served_dtype, resolve_model(config.model))
+        self.dtype = served_dtype(settings.served_dtype, resolve_model(config.model, config.model_revision))
         self.pending: state.PendingState | None = None
 
     def served(

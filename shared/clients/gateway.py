@@ -29,7 +29,9 @@ from shared.synthesis import SynthesisRead
 
 class GatewayClient(ServiceClient):
     async def create_run(self, config: RunConfig) -> RunRead:
-        response = await self.request("POST", "/v1/runs", json=config.model_dump(mode="json"))
+        """Only the fields the config sets: the deployment's run defaults fill the rest (e.g. the model
+        its generator serves), as they do for a config posted by hand."""
+        response = await self.request("POST", "/v1/runs", json=config.model_dump(mode="json", exclude_unset=True))
         return RunRead.model_validate(response.json())
 
     async def get_run(self, run_id: str) -> RunRead:

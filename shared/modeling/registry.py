@@ -1,19 +1,24 @@
-"""Resolve a model name to something ``from_pretrained`` and vLLM accept.
+"""Resolve a model name to a local folder that ``from_pretrained`` and vLLM load, the same in every service.
 
-``pop/...`` aliases name models this project builds offline (no hub here): they are built once
-into ``POP_MODELS_DIR`` under a file lock and reused. Anything else (a hub id such as
-``Qwen/Qwen2.5-7B-Instruct`` or a local path) passes through unchanged, so a GPU user only
-changes the name.
+Three kinds of name: ``pop/...`` aliases name models this project builds without a hub (built once
+into ``POP_MODELS_DIR`` under a file lock and reused); an existing folder is used as it is; anything
+else is a Hub id such as ``Qwen/Qwen2.5-7B-Instruct``, resolved once per process to a snapshot in the
+Hugging Face cache (``shared.modeling.hub``). A folder, not a name, is what every service passes on:
+the gateway sends it to the generator for version 0, and the generator confines swaps to folders.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock
+
+from shared.modeling import hub
+from shared.modeling.hub import ModelError
 
 Builder = Callable[[Path], None]
 
@@ -41,10 +46,58 @@ def models_dir() -> Path:
     return Path(os.environ.get("POP_MODELS_DIR", str(default))).resolve()
 
 
-def resolve_model(name: str) -> str:
-    """Return a loadable id or path for ``name``, building a built-in model on first use."""
-    if name not in BUILTIN_MODELS:
-        return name
+def resolve_model(name: str, revision: str | None = None) -> str:
+    """The local folder of ``name`` (at ``revision``, for a Hub id), building or downloading it on first
+    use; raises ``ModelError`` naming the model, the revision and what to do when there is none."""
+    kind = _kind(name, revision)
+    if kind == "alias":
+        return _build(name)
+    if kind == "folder":
+        return str(Path(name).expanduser().absolute())
+    return str(_hub_snapshot(name, revision))
+
+
+def check_model(name: str, revision: str | None = None) -> None:
+    """Cheaply, that ``resolve_model`` would succeed: no alias is built and no weights are fetched (a
+    Hub id is looked up in the cache, else in the Hub's file listing). Raises ``ModelError``."""
+    kind = _kind(name, revision)
+    if kind == "hub":
+        hub.check(name, revision)
+    elif kind == "folder" and not (Path(name).expanduser() / "config.json").is_file():
+        raise ModelError(name, revision, "the folder holds no config.json: it is no transformers model")
+
+
+def _kind(name: str, revision: str | None) -> str:
+    if name.startswith("pop/"):
+        if name not in BUILTIN_MODELS:
+            raise ModelError(name, revision, f"no such built-in model; the pop/ aliases are {sorted(BUILTIN_MODELS)}")
+        kind = "alias"
+    elif _is_folder(name):
+        kind = "folder"
+    elif not name.strip() or name.startswith(("/", "./", "../", "~")):
+        raise ModelError(name, revision, "no such folder (a path must name an existing model folder)")
+    else:
+        return "hub"
+    if revision is not None:
+        why = f"a revision applies to Hub ids only, and this is a {'built-in model' if kind == 'alias' else 'folder'}"
+        raise ModelError(name, revision, why, field="model_revision")
+    return kind
+
+
+def _is_folder(name: str) -> bool:
+    try:
+        return bool(name.strip()) and Path(name).expanduser().is_dir()
+    except (OSError, ValueError):  # a name too long or holding a NUL byte is no folder
+        return False
+
+
+@functools.cache
+def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
+    """Once per process: every later use (the trainer's next run, the gateway's next swap) is free."""
+    return hub.download(repo_id, revision)
+
+
+def _build(name: str) -> str:
     folder, build = BUILTIN_MODELS[name]
     root = models_dir()
     dest = root / folder

@@ -3,13 +3,24 @@ services' entry points, ports, variables and health paths."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from tests.deploy.tools import run, tool
-from tests.deploy.truth import ROOT, SERVICES, entry_point_exists, env_problem, health_url_problem
+from tests.deploy.truth import (
+    DATA,
+    MODEL_RESOLVERS,
+    ROOT,
+    SERVICES,
+    entry_point_exists,
+    env_problem,
+    health_url_problem,
+)
 
 COMPOSE = ROOT / "docker-compose.yml"
 # Each service of ours in compose, and the profile that runs it (None: every profile).
@@ -77,3 +88,31 @@ def test_redis_persists_and_services_wait_for_what_they_need():
         assert spec[name]["depends_on"]["gateway"] == {"condition": "service_healthy"}
     checkpoints = {v for name in VARIANTS for v in spec[name]["volumes"]}
     assert checkpoints == {"pop-data:/data"}  # one shared volume: the trainer writes, the generator reads
+
+
+def compose_config(env: dict[str, str], *profiles: str) -> dict[str, Any]:
+    """The resolved services under exactly ``env`` (this test session's own HF_HUB_OFFLINE left out)."""
+    argv = [tool("docker-compose"), *(f for p in profiles for f in ("--profile", p)), "config"]
+    env = {"PATH": os.environ["PATH"], **env}
+    result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    resolved: dict[str, Any] = yaml.safe_load(result.stdout)["services"]
+    return resolved
+
+
+def test_model_resolvers_share_the_hub_cache_and_get_the_users_token_and_offline_choice():
+    """HF_HOME and vLLM's cache on the shared volume; HF_TOKEN and HF_HUB_OFFLINE from the shell (or .env),
+    never forced, and only to the services that resolve model names."""
+    shell = {"HF_TOKEN": "hf_from-the-shell", "HF_HUB_OFFLINE": "1", "POP_MODEL": "org/name"}
+    resolved = compose_config(shell, "cpu", "gpu", "eval")
+    for variant, (service, _) in VARIANTS.items():
+        environment = resolved[variant]["environment"]
+        if service in MODEL_RESOLVERS:
+            for variable in ("HF_HOME", "VLLM_CACHE_ROOT"):
+                assert Path(environment[variable]).is_relative_to(DATA), (variant, variable)
+            assert environment["HF_TOKEN"] == "hf_from-the-shell" and environment["HF_HUB_OFFLINE"] == "1", variant
+        else:
+            assert "HF_TOKEN" not in environment, variant
+        assert environment["POP_GENERATOR_MODEL"] == "org/name"
+    unset = compose_config({}, "cpu")["generator"]["environment"]
+    assert unset["HF_HUB_OFFLINE"] in ("", None) and unset["HF_TOKEN"] in ("", None)  # online, no token

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from tests.deploy.tools import run, tool
-from tests.deploy.truth import ROOT, SERVICES, entry_point_exists, health_url_problem
+from tests.deploy.truth import DATA, ROOT, SERVICES, entry_point_exists, health_url_problem
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -53,3 +54,17 @@ def test_each_target_is_its_service(name: str):
 def test_the_ignore_file_keeps_state_and_models_out():
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".venv", ".pop", "models", ".git"} <= ignored
+
+
+def test_the_hub_cache_is_on_the_volume_and_offline_is_not_forced():
+    base = targets()["base"]
+    env = dict(pair.split("=", 1) for op, args in base if op == "ENV" for pair in args.split())
+    assert "HF_HUB_OFFLINE" not in env and "HF_TOKEN" not in env  # the user's choice, the user's secret
+    assert [op_args for op, op_args in base if op == "VOLUME"] == [str(DATA)]
+    for variable in ("HF_HOME", "VLLM_CACHE_ROOT"):
+        assert Path(env[variable]).is_relative_to(DATA), variable
+    # created in the image and owned by its user, so a fresh volume is writable by it
+    run_lines = " ".join(args for op, args in base if op == "RUN")
+    assert (
+        f"mkdir -p {env['HF_HOME']} {env['VLLM_CACHE_ROOT']}" in run_lines and f"chown -R pop:pop {DATA}" in run_lines
+    )

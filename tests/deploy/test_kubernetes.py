@@ -3,6 +3,7 @@ workloads agree with the services' entry points, ports, variables and health pat
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -11,7 +12,7 @@ import yaml
 
 from shared.config import RunConfig
 from tests.deploy.tools import run, tool
-from tests.deploy.truth import ROOT, SERVICES, entry_point_exists, env_problem
+from tests.deploy.truth import DATA, MODEL_RESOLVERS, ROOT, SERVICES, entry_point_exists, env_problem
 
 OVERLAYS = ("cpu-dev", "gpu", "external-judge")
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
@@ -88,6 +89,32 @@ def test_run_defaults_are_a_valid_run_config_on_the_generators_model(rendered: t
     gateway = find(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
     mounted = {v["name"]: v for v in gateway["volumes"]}["run-defaults"]["configMap"]["name"]
     assert mounted == "pop-run-defaults"
+
+
+def test_model_resolvers_share_the_hub_cache_and_an_optional_token(rendered: tuple[str, list[Doc]]):
+    """HF_HOME and vLLM's cache on the shared volume; HF_TOKEN from a Secret the deployment may lack (the
+    pods still start), given only to the services that resolve model names; offline is not forced."""
+    _, docs = rendered
+    config = find(docs, "ConfigMap", "pop-config")["data"]
+    assert config.get("HF_HUB_OFFLINE", "0") in ("0", "")
+    for variable in ("HF_HOME", "VLLM_CACHE_ROOT"):
+        assert Path(config[variable]).is_relative_to(DATA), variable
+    for name, doc in workloads(docs).items():
+        pod = doc["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        tokens = [e for e in container.get("env", []) if e["name"] == "HF_TOKEN"]
+        if name not in MODEL_RESOLVERS:
+            assert not tokens, name
+            continue
+        assert tokens == [
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "pop-hf-token", "key": "HF_TOKEN", "optional": True}},
+            }
+        ], name
+        assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "pop-hf-token"]
+        assert {"name": "data", "mountPath": str(DATA)} in container["volumeMounts"], name
+        assert pod["securityContext"]["fsGroup"] == 10001  # the volume is writable by the image's user
 
 
 def test_checkpoints_live_on_shared_storage():

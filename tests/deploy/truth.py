@@ -22,8 +22,11 @@ from shared.settings import GatewaySettings, GeneratorSettings, JudgeSettings, S
 ROOT = Path(__file__).resolve().parents[2]
 # Read by our code outside the settings classes (each must appear in shared/ or services/).
 GLOBAL_ENV = {"REDIS_URL", "DATABASE_URL", "POP_MODELS_DIR", "POP_CACHE_DIR"}
-# Read by libraries and images: huggingface_hub, and the postgres image's entry point.
-FOREIGN_ENV = {"HF_HUB_OFFLINE", "POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "PGDATA"}
+# Read by libraries and images: huggingface_hub, vLLM, and the postgres image's entry point.
+HUB_ENV = {"HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN", "VLLM_CACHE_ROOT"}
+FOREIGN_ENV = HUB_ENV | {"POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "PGDATA"}
+DATA = Path("/data")
+"""The shared volume's mount point in every image and pod."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,16 @@ def _services() -> dict[str, Service]:
 
 
 SERVICES = _services()
+
+
+def _model_resolvers() -> frozenset[str]:
+    """The services whose code resolves model names to files (shared.modeling): each needs the Hub cache
+    on the shared volume and the Hub token; the others need neither."""
+    uses = {n for n in SERVICES for p in (ROOT / "services" / n).rglob("*.py") if "shared.modeling" in p.read_text()}
+    return frozenset(uses)
+
+
+MODEL_RESOLVERS = _model_resolvers()
 
 
 def entry_point_exists(command: list[str]) -> bool:

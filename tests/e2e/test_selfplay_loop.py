@@ -2,6 +2,10 @@
 trainer, Redis. Three updates, each hot-swapped into the generator without a restart, on a mix of
 three task types; the proposer, rubric writer and scorer are handed to a "teacher" endpoint (a
 recording proxy in front of the same generator), so the prompts every role sent can be checked.
+
+The policy is named as a Hub model, ``org/tiny``: the tiny model planted in a Hugging Face cache
+(``HF_HOME``, offline), so every service resolves the name to the cache's snapshot, and a rollback to
+version 0 serves that snapshot, whose files link into the cache's blobs.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ pytestmark = pytest.mark.e2e
 TASK_TYPES = ("long_form_qa", "creative_writing", "instruction_following")
 RUN_CONFIG = """
 name: e2e
-model: pop/tiny
+model: org/tiny
 selfplay:
   {group_size: 4, max_task_chars: 120, max_reference_chars: 120, max_answer_tokens: 24, concurrency: 2,
    task_mix: {long_form_qa: 1, creative_writing: 1, instruction_following: 1}}
@@ -58,6 +62,7 @@ trainer:
   max_staleness: 0
 """
 PROBE = [{"role": "user", "content": "Describe the heart in one sentence."}]
+HUB_MODEL = "org/tiny"
 
 
 TEACHER_KEY = "POP_E2E_TEACHER_KEY"
@@ -68,12 +73,12 @@ gateway_post = functools.partial(httpx.post, headers={"Authorization": f"Bearer 
 
 @pytest.fixture(scope="module")
 def proxy_and_stack(
-    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory, hub_home: Path
 ) -> Iterator[tuple[RecordingProxy, LocalStack]]:
     home = tmp_path_factory.mktemp("stack")
     options = StackOptions(
         home=home,
-        model="pop/tiny",
+        model=HUB_MODEL,
         generator_dtype="float32",
         max_model_len=4096,
         redis_url=redis_url,
@@ -83,6 +88,7 @@ def proxy_and_stack(
     proxy = RecordingProxy(stack.generator_url).start()
     # The producer reaches the policy through the proxy too, so the solver's prompts are recorded.
     options.extra_env = {
+        "HF_HOME": str(hub_home),  # HF_HUB_OFFLINE=1 comes from the test session
         "POP_SELFPLAY_GENERATOR_URL": proxy.url,
         TEACHER_KEY: "teacher-secret",
         "POP_GENERATOR_ENABLE_LORA": "true",  # one generator serves full-weight and LoRA runs alike
@@ -109,6 +115,7 @@ class FinishedRun:
     run: dict[str, Any]
     seen: list[int]
     base_probe: list[float]
+    base_text: str
     groups: list[EpisodeGroup]
     stream_info: dict[str, Any]
 
@@ -116,7 +123,7 @@ class FinishedRun:
 @pytest.fixture(scope="module")
 def finished(stack: LocalStack, proxy: RecordingProxy, redis_url: str) -> FinishedRun:
     """One run, launched by REST, watched until it ends."""
-    base_probe = probe_logprobs(stack.generator_url)
+    base_text, base_probe = probe(stack.generator_url)
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     teacher = {"base_url": f"{proxy.url}/teacher/v1", "model": "policy", "api_key_env": TEACHER_KEY}
     config["roles"] = {"proposer": teacher, "rubric_writer": teacher, "scorer": teacher}
@@ -124,14 +131,18 @@ def finished(stack: LocalStack, proxy: RecordingProxy, redis_url: str) -> Finish
     assert created.status_code == 201, created.text
     seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=900)
     groups, info = asyncio.run(stream_state(redis_url, run["id"]))
-    return FinishedRun(run, seen, base_probe, groups, info)
+    return FinishedRun(run, seen, base_probe, base_text, groups, info)
+
+
+def probe(generator_url: str) -> tuple[str, list[float]]:
+    """The greedy reply to a fixed prompt and its log-probs: they move whenever the served weights do."""
+    body = {"model": "policy", "messages": PROBE, "max_tokens": 8, "temperature": 0.0, "logprobs": True}
+    choice = httpx.post(f"{generator_url}/v1/chat/completions", json=body, timeout=60).json()["choices"][0]
+    return choice["message"]["content"], [t["logprob"] for t in choice["logprobs"]["content"]]
 
 
 def probe_logprobs(generator_url: str) -> list[float]:
-    """Greedy log-probs of a fixed prompt: they move whenever the served weights do."""
-    body = {"model": "policy", "messages": PROBE, "max_tokens": 8, "temperature": 0.0, "logprobs": True}
-    reply = httpx.post(f"{generator_url}/v1/chat/completions", json=body, timeout=60).json()
-    return [t["logprob"] for t in reply["choices"][0]["logprobs"]["content"]]
+    return probe(generator_url)[1]
 
 
 def wait_idle(generator_url: str, timeout_s: float = 60.0) -> None:
@@ -246,6 +257,17 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
         probes[version] = probe_logprobs(stack.generator_url)
     assert probes[0] == pytest.approx(base_probe, abs=1e-5)
     assert len({tuple(round(x, 6) for x in p) for p in probes.values()}) == 4
+    # Version 0 is the Hub model's snapshot in the cache, as the generator reports, and it answers as the base.
+    served = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()
+    snapshot = hub_snapshot(stack)
+    assert served == {**served, "version": 0, "run_id": run_id, "checkpoint_path": str(snapshot)}
+    assert (snapshot / "model.safetensors").is_symlink()
+    assert probe(stack.generator_url)[0] == finished.base_text
+
+
+def hub_snapshot(stack: LocalStack) -> Path:
+    hub = Path(stack.o.extra_env["HF_HOME"]) / "hub" / f"models--{HUB_MODEL.replace('/', '--')}"
+    return (hub / "snapshots" / (hub / "refs" / "main").read_text()).resolve()
 
 
 def test_every_task_type_reaches_the_trainer_with_its_own_prompts(finished: FinishedRun):

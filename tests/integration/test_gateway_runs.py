@@ -124,6 +124,19 @@ async def test_run_config_naming_a_judge_that_is_not_registered_is_refused(api: 
     assert problem["errors"][0]["loc"] == ["judge", "name"] and "ghost" in str(problem["detail"])
 
 
+async def test_a_model_that_does_not_resolve_is_refused_with_why(api: httpx.AsyncClient):
+    """Checked at launch from the Hugging Face cache (offline here), not at the trainer's first swap."""
+    absent = assert_problem(await api.post("/v1/runs", json={"model": "org/absent", "model_revision": "v1"}), 422)
+    assert absent["title"] == "Model unusable" and absent["errors"][0]["loc"] == ["model"]
+    assert "model 'org/absent' at revision 'v1': not in the Hugging Face cache" in str(absent["detail"])
+    assert "HF_HUB_OFFLINE" in str(absent["detail"])
+    pinned = assert_problem(await api.post("/v1/runs", json={**TINY, "model_revision": "v2"}), 422)
+    assert pinned["errors"][0]["loc"] == ["model_revision"]
+    unknown = assert_problem(await api.post("/v1/runs", json={"model": "pop/nope"}), 422)
+    assert "pop/tiny" in str(unknown["detail"])  # the aliases there are
+    assert (await api.get("/v1/runs")).json()["total"] == 0
+
+
 async def test_metric_series_for_charts(api: httpx.AsyncClient):
     run_id = await claimed_run(api)
     for step, score in [(1, 0.5), (2, 1.0), (3, 1.5)]:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.config import DPOConfig, GRPOConfig, RunConfig
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, GeneratorSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,3 +82,15 @@ def test_an_empty_eval_generator_or_judge_url_means_none(monkeypatch: pytest.Mon
     assert settings.eval_generator_url is None and settings.judge_url is None
     monkeypatch.setenv("POP_GATEWAY_EVAL_GENERATOR_URL", "http://eval-generator:8000")
     assert GatewaySettings().eval_generator_url == "http://eval-generator:8000"
+
+
+def test_a_model_revision_is_a_branch_tag_or_commit(monkeypatch: pytest.MonkeyPatch):
+    for revision in ("main", "v2.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"):
+        assert RunConfig.from_yaml(f"model: org/name\nmodel_revision: {revision}\n").model_revision == revision
+    for bad in ("../../etc", "a b", "/abs", ".hidden", "''"):
+        with pytest.raises(ValidationError, match="model_revision"):
+            RunConfig.from_yaml(f"model_revision: {bad}\n")
+    with pytest.raises(ValidationError, match="model"):
+        RunConfig.from_yaml("model: ''\n")
+    monkeypatch.setenv("POP_GENERATOR_MODEL_REVISION", "")  # compose's ${POP_MODEL_REVISION:-}: main
+    assert GeneratorSettings().model_revision is None

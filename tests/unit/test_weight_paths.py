@@ -1,5 +1,5 @@
-"""A swap request can make the generator read only checkpoints and models: paths are confined to the
-weight roots after symlinks are resolved."""
+"""A swap request can make the generator read only checkpoints and models: paths, and the files in them,
+are confined to the weight roots after symlinks are resolved (a Hugging Face snapshot links into blobs/)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.generator.swap import SwapError, confine
+from services.generator.swap import SwapError, check_checkpoint, confine
+from tests.hub import COMMIT, plant
 
 
 @pytest.fixture
@@ -44,3 +45,34 @@ def test_a_symlink_out_of_a_root_is_refused(roots: list[Path]):
     link.symlink_to(roots[0].parent / "elsewhere" / "secret", target_is_directory=True)
     with pytest.raises(SwapError, match="outside the weight roots"):
         confine(str(link), roots)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Path:
+    """A Hugging Face cache holding ``org/tiny``: snapshot files are symlinks into the repo's ``blobs/``."""
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "config.json").write_text("{}")
+    (source / "model.safetensors").write_bytes(b"weights")
+    plant(tmp_path / "hf" / "hub", "org/tiny", source)
+    return tmp_path / "hf" / "hub"
+
+
+def test_a_hub_snapshot_linked_into_blobs_is_served(roots: list[Path], hub: Path):
+    snapshot = hub / "models--org--tiny" / "snapshots" / COMMIT
+    assert (snapshot / "model.safetensors").is_symlink()
+    assert confine(str(snapshot), [*roots, hub]) == snapshot
+    assert check_checkpoint(snapshot) == snapshot / "model.safetensors"
+    with pytest.raises(SwapError, match="outside the weight roots"):
+        confine(str(snapshot), roots)  # the hub cache is a root only where the generator makes it one
+
+
+def test_a_file_linked_out_of_the_roots_is_refused(roots: list[Path], hub: Path):
+    """A folder inside a root is not enough: each file in it must resolve inside one too."""
+    snapshot = hub / "models--org--tiny" / "snapshots" / COMMIT
+    (snapshot / "tokenizer.json").symlink_to(roots[0].parent / "elsewhere" / "secret")
+    with pytest.raises(SwapError, match=r"tokenizer.json resolves to .*elsewhere/secret, outside the weight roots"):
+        confine(str(snapshot), [*roots, hub])
+    checkpoint = roots[0] / "run" / "v000001"
+    (checkpoint / "model.safetensors").symlink_to(hub / "models--org--tiny" / "snapshots" / COMMIT / "config.json")
+    assert confine(str(checkpoint), [*roots, hub]) == checkpoint.resolve()  # from one root into another: fine

@@ -15,10 +15,11 @@ from shared.schemas import PolicyVersion
 
 router = APIRouter(prefix="/v1/generator", tags=["generator"])
 SWAP_ERRORS = problems(
-    _400="The generator refused the checkpoint (missing files, bad checksum)",
+    _400="The generator refused the checkpoint (missing files, bad checksum), or the run's base model does not "
+    "resolve (version 0)",
     _404="No such run or checkpoint",
     _502="The swap failed; the old weights keep serving",
-    _503="The generator is unreachable",
+    _503="The generator is unreachable, or the model hub (for a version 0 not in the cache yet)",
     _504="The swap timed out; the old weights keep serving",
 )
 

@@ -45,7 +45,9 @@ IdempotencyKey = Annotated[
         200: {"description": "Replayed: the run an earlier request with this Idempotency-Key made"},
         **problems(
             _400="The body is not JSON or YAML",
-            _422="Invalid config (field-level errors), an unusable judge, or a key reused for another config",
+            _422="Invalid config (field-level errors), a model that does not resolve, an unusable judge, or a key "
+            "reused for another config",
+            _503="The model hub is unreachable and the model is not in the cache; try again later",
         ),
     },
 )
