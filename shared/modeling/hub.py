@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx2
 from huggingface_hub import constants, get_token, snapshot_download
 from huggingface_hub.errors import (
     DisabledRepoError,
@@ -25,6 +24,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+
+try:  # huggingface_hub 2 talks through httpx2; 1.x (still on some images) through httpx
+    from httpx2 import TransportError as HubTransportError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import TransportError as HubTransportError  # type: ignore[assignment]
 
 ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 """Weights, configs (model, generation, tokenizer, the safetensors index) and tokenizer files."""
@@ -146,7 +150,7 @@ def explain(exc: Exception, repo_id: str, revision: str | None, cache_dir: Path 
         return ModelError(
             repo_id, revision, f"the Hub answered {status}: {exc}", transient=status >= 500 or status == 429
         )
-    if isinstance(exc, (LocalEntryNotFoundError, DryRunError, httpx2.TransportError, ConnectionError)):
+    if isinstance(exc, (LocalEntryNotFoundError, DryRunError, HubTransportError, ConnectionError)):
         why = (
             f"the Hub could not be reached ({exc.__cause__ or exc!r}) and the cache ({cache}) lacks it: check the "
             "network (HF_ENDPOINT, a proxy), or fill the cache and set HF_HUB_OFFLINE=1"
