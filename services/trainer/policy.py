@@ -63,6 +63,7 @@ class Policy:
             if weights is not None:
                 start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
             self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
+        self.full_logits = False  # logits at every position: slower; tests and benchmarks compare it
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: Any = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
         # ``engine`` is what the loss runs through: the model itself, or its DDP / DeepSpeed wrapper.
@@ -200,23 +201,14 @@ class Policy:
 
     def token_ids(self, e: Episode) -> tuple[list[int], list[int]]:
         """The generator's own token ids; a teacher's answer (text only) is tokenized here, as the policy would."""
-        prompt = list(e.prompt_token_ids)
-        if not prompt:
-            messages = [m.model_dump() for m in e.prompt_messages]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            prompt = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        completion = list(e.completion.token_ids)
-        if not completion:
-            completion = list(self.tokenizer(e.completion.text, add_special_tokens=False)["input_ids"])
-            if e.completion.finish_reason == "stop" and self.tokenizer.eos_token_id is not None:
-                completion.append(int(self.tokenizer.eos_token_id))
-        return prompt, completion
+        return losses.episode_token_ids(self.tokenizer, e)
 
     def _logps(self, model: Any, episodes: list[Episode], record: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs and the completion mask, both (episodes, longest completion)."""
         prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
-        ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
-        ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
-        logps, entropy = losses.token_logprobs(model, ids, attention)
+        batch = losses.batch_inputs(list(prompts), list(completions), self.pad_id).to(self.device)
+        logps, entropy = losses.token_logprobs(model, batch, self.full_logits)
+        mask = batch.mask
         if model is self.engine and record:
             tokens = mask.sum().clamp(min=1.0)
             self._last = {"entropy": float((entropy * mask).sum() / tokens), "completion_tokens": float(mask.sum())}

@@ -1,0 +1,114 @@
+"""Logits at the completion positions only never change what an update computes: checked against the
+plain computation, one unpadded sequence at a time with logits everywhere, on a real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from services.trainer import losses
+from services.trainer.policy import Policy
+from shared.config import DPOConfig, GRPOConfig, TrainerConfig
+from shared.modeling import resolve_model
+from shared.schemas import Episode, EpisodeGroup
+from tests.integration.groups import MIXED_REWARDS, make_group
+
+DPO, GRPO, GRPO_KL = DPOConfig(beta=0.1), GRPOConfig(), GRPOConfig(loss_type="dapo", kl_beta=0.05)
+
+
+def uneven_groups(policy: Policy) -> list[EpisodeGroup]:
+    """The mixed groups, each with a prompt of its own length (answers differ in length already)."""
+    groups = [make_group(policy, rewards, with_logprobs=True) for rewards in MIXED_REWARDS]
+    for extra, group in enumerate(groups):
+        for e in group.episodes:
+            e.prompt_token_ids = [7 + i for i in range(5 * extra)] + e.prompt_token_ids
+    return groups
+
+
+def row_logps(model: torch.nn.Module, prompt: list[int], completion: list[int]) -> torch.Tensor:
+    """One sequence, no padding, logits at every position: the computation everything is checked against."""
+    device = next(model.parameters()).device
+    ids = torch.tensor([prompt + completion], device=device)
+    logits = model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+    return logits.log_softmax(-1).gather(-1, ids[0, len(prompt) :, None]).squeeze(-1)
+
+
+def padded(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    values = torch.zeros((len(rows), width), device=rows[0].device)
+    mask = torch.zeros_like(values)
+    for i, r in enumerate(rows):
+        values[i, : len(r)], mask[i, : len(r)] = r, 1.0
+    return values, mask
+
+
+def plain_loss(policy: Policy, reference: torch.nn.Module | None, groups: list[EpisodeGroup]) -> torch.Tensor:
+    """The batch's loss from two models (the policy and a separate float32 reference), row by row."""
+    items = policy._items(groups)
+    algo = policy.cfg.algorithm
+
+    def logps(model: torch.nn.Module, episodes: list[Episode]) -> torch.Tensor:
+        return padded([row_logps(model, *policy.token_ids(e)) for e in episodes])[0]
+
+    if isinstance(algo, DPOConfig):
+        episodes = [p.chosen for p in items] + [p.rejected for p in items]
+        assert reference is not None
+        seq, ref = logps(policy.model, episodes).sum(1), logps(reference, episodes).detach().sum(1)
+        n = len(items)
+        return losses.dpo_loss(seq[:n], seq[n:], ref[:n], ref[n:], algo.beta)[0]
+    new, mask = padded([row_logps(policy.model, *policy.token_ids(e)) for e in items])
+    old = padded([torch.tensor(e.completion.logprobs, device=policy.device) for e in items])[0]
+    ref = logps(reference, items).detach() if reference is not None else None
+    advantages = torch.tensor([e.advantage or 0.0 for e in items], device=policy.device)
+    return losses.grpo_loss(
+        new, old, advantages, mask, algo.clip_eps, algo.loss_type, ref, algo.kl_beta, policy.answer_tokens
+    )[0]
+
+
+def fp32_reference(device: torch.device) -> torch.nn.Module:
+    return AutoModelForCausalLM.from_pretrained(resolve_model("pop/tiny"), dtype=torch.float32).to(device).eval()
+
+
+def plain_gradients(policy: Policy, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``loss``'s gradients, clipped as the update clips them."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(
+        [p for p in policy.model.parameters() if p.grad is not None], policy.cfg.max_grad_norm
+    )
+    return gradients(policy)
+
+
+def gradients(policy: Policy) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().clone() for n, p in policy.model.named_parameters() if p.grad is not None}
+
+
+def assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], rtol: float = 1e-4) -> None:
+    assert got.keys() == want.keys() and want
+    for name, value in want.items():
+        torch.testing.assert_close(got[name], value, rtol=rtol, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("algorithm", [DPO, GRPO, GRPO_KL], ids=["dpo", "grpo", "grpo-dapo-kl"])
+def test_completion_only_logits_give_the_plain_log_probs_loss_and_gradients(algorithm):
+    """Prompts left-padded, completions right-padded, logits only at the completion columns
+    (``logits_to_keep``), in micro-batches: the same per-token log-probs, loss and gradients as each
+    sequence alone with logits everywhere."""
+    policy = Policy("pop/tiny", TrainerConfig(algorithm=algorithm, micro_batch_size=4))
+    groups = uneven_groups(policy)
+    episodes = [e for g in groups for e in g.episodes]
+    logps, mask = policy._logps(policy.model, episodes)
+    want, want_mask = padded([row_logps(policy.model, *policy.token_ids(e)) for e in episodes])
+    assert torch.equal(mask, want_mask) and logps.shape[1] < max(len(p + c) for p, c in map(policy.token_ids, episodes))
+    torch.testing.assert_close(logps * mask, want, rtol=1e-5, atol=1e-5)
+    policy.full_logits = True
+    torch.testing.assert_close(policy._logps(policy.model, episodes)[0], logps, rtol=1e-5, atol=1e-5)
+    policy.full_logits = False
+
+    reference = fp32_reference(policy.device) if algorithm is not GRPO else None
+    want_loss = plain_loss(policy, reference, groups)
+    want_grads = plain_gradients(policy, want_loss)
+    result = policy.update(groups)  # starts with zero_grad; steps after the gradients are read below
+    assert result.metrics["micro_batches"] > 1
+    assert result.loss == pytest.approx(want_loss.item(), rel=1e-5, abs=1e-6)
+    assert_close(gradients(policy), want_grads)
