@@ -162,6 +162,15 @@ class TrainerConfig(ConfigModel):
     micro_batch_size: int = Field(default=8, ge=1)
     """Sequences per forward/backward pass (a DPO pair is two); gradients accumulate over micro-batches, so
     memory is bounded by this while the update stays that of the whole step's batch."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Compute precision of the forward passes. ``bf16`` is mixed precision: the forward runs under
+    ``torch.autocast(bfloat16)`` while weights, gradients and AdamW's steps stay float32 (at lr ~1e-5 most
+    updates are below bf16's resolution) and log-softmax and losses are float32. ``auto``: bf16 on a CUDA
+    device that supports it, fp32 on CPU, where bf16 measured slower (a CPU without bf16 instructions
+    converts instead; ``python -m benchmarks.update_compute``)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of storing them (works with
+    LoRA): activation memory drops to about one layer's, for about one more forward of compute."""
     swap_after_update: bool = True
     """Ask the gateway to hot-swap the generator to each new checkpoint."""
     keep_checkpoints: int = Field(default=0, ge=0)

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from trl.trainer.utils import selective_log_softmax_and_entropy
 
+from services.trainer.compute import Precision, autocast
 from shared.schemas import Episode
 
 
@@ -76,7 +77,7 @@ def batch_inputs(prompts: Sequence[Sequence[int]], completions: Sequence[Sequenc
 
 
 def token_logprobs(
-    model: torch.nn.Module, batch: Batch, full_logits: bool = False
+    model: torch.nn.Module, batch: Batch, precision: Precision = "fp32", full_logits: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log π(token | earlier tokens) at each completion column, shape ``batch.mask.shape``, and the
     policy's entropy there (detached: a metric, not a loss term).
@@ -84,14 +85,16 @@ def token_logprobs(
     The model computes logits only for the last completion-width + 1 positions (transformers'
     ``logits_to_keep``, as TRL does): the (rows × width × vocabulary) logits are a training step's
     largest activation, and prompt positions need none. ``full_logits`` computes them everywhere and
-    slices the same columns (tests compare the two).
+    slices the same columns (tests compare the two). The forward runs in ``precision``; the
+    log-softmax and entropy always in float32, outside the autocast region.
     """
     width = batch.mask.shape[1]
     keep = 0 if full_logits else width + 1
-    output = model(
-        input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
-        logits_to_keep=keep, use_cache=False,
-    )  # fmt: skip
+    with autocast(precision, batch.ids.device):
+        output = model(
+            input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
+            logits_to_keep=keep, use_cache=False,
+        )  # fmt: skip
     logits = output.logits[:, -(width + 1) : -1, :].float()
     targets = batch.ids[:, batch.ids.shape[1] - width :]
     return selective_log_softmax_and_entropy(logits, targets, entropy_requires_grad=False)

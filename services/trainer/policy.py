@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from services.trainer import losses
+from services.trainer.compute import adapter_model, enable_gradient_checkpointing, resolve_precision
 from services.trainer.metrics import Metrics
 from services.trainer.parallel import Message, Replicas
 from services.trainer.selection import Pair, select_pair, with_advantages
@@ -28,7 +29,8 @@ class UpdateResult:
 
 
 class Policy:
-    """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
+    """A float32 policy on CPU or GPU (float32 weights because at lr ~1e-5 bf16 updates round to nothing;
+    the forward may compute in bf16, ``trainer.precision``)."""
 
     def __init__(
         self,
@@ -52,9 +54,12 @@ class Policy:
         self.lora = cfg.weight_mode is WeightMode.lora
         model: Any
         if self.lora:
-            model = self._adapter_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), weights)
+            model = adapter_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg.lora, weights)
         else:
             model = AutoModelForCausalLM.from_pretrained(weights or base, dtype=torch.float32)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        self.precision = resolve_precision(cfg, self.device)
         self.model: Any = model.to(self.device).train()
         self.reference: Any = None
         needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
@@ -72,18 +77,6 @@ class Policy:
             self.engine, self.optimizer = replicas.accelerator.prepare(self.model, self.optimizer)
         self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
-
-    def _adapter_model(self, base_model: Any, weights: Path | None) -> Any:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        if weights is not None:
-            return PeftModel.from_pretrained(base_model, weights, is_trainable=True)
-        spec = self.cfg.lora
-        config = LoraConfig(
-            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
-            target_modules=spec.target_modules, task_type="CAUSAL_LM",
-        )  # fmt: skip
-        return get_peft_model(base_model, config)
 
     def reference_logps(self, episodes: list[Episode]) -> torch.Tensor:
         """The frozen starting policy's log-probs: a copy for full fine-tuning, the adapter switched off for LoRA."""
@@ -207,7 +200,7 @@ class Policy:
         """Per-token log-probs and the completion mask, both (episodes, longest completion)."""
         prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
         batch = losses.batch_inputs(list(prompts), list(completions), self.pad_id).to(self.device)
-        logps, entropy = losses.token_logprobs(model, batch, self.full_logits)
+        logps, entropy = losses.token_logprobs(model, batch, self.precision, self.full_logits)
         mask = batch.mask
         if model is self.engine and record:
             tokens = mask.sum().clamp(min=1.0)
