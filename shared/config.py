@@ -171,6 +171,13 @@ class TrainerConfig(ConfigModel):
     gradient_checkpointing: bool = False
     """Recompute each decoder layer's activations in the backward pass instead of storing them (works with
     LoRA): activation memory drops to about one layer's, for about one more forward of compute."""
+    reference: Literal["auto", "device", "offload"] = "auto"
+    """Where full-weight DPO's (or GRPO's, with ``kl_beta`` > 0) frozen reference lives. ``device``: a float32
+    copy on the training device (fast; fine for small models). ``offload``: in CPU memory in the checkpoint's
+    stored dtype (bf16 for most), streamed to the device a module at a time for its forward (accelerate's
+    ``cpu_offload``), so the device holds no second copy. ``auto``: offload on CUDA, device on CPU. LoRA has
+    no copy (the reference is the policy with its adapter off); the offline pass computes reference log-probs
+    once, before training, then frees the reference."""
     swap_after_update: bool = True
     """Ask the gateway to hot-swap the generator to each new checkpoint."""
     keep_checkpoints: int = Field(default=0, ge=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
+import gc
 import random
 import time
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from services.trainer import losses
 from services.trainer.compute import adapter_model, enable_gradient_checkpointing, resolve_precision
 from services.trainer.metrics import Metrics
 from services.trainer.parallel import Message, Replicas
+from services.trainer.reference import Key, ReferenceTable, answer_key, build_reference, needs_reference
 from services.trainer.selection import Pair, select_pair, with_advantages
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.modeling import resolve_model
@@ -30,7 +31,7 @@ class UpdateResult:
 
 class Policy:
     """A float32 policy on CPU or GPU (float32 weights because at lr ~1e-5 bf16 updates round to nothing;
-    the forward may compute in bf16, ``trainer.precision``)."""
+    the forward may compute in bf16, ``trainer.precision``), and its frozen reference (``reference.py``)."""
 
     def __init__(
         self,
@@ -61,13 +62,11 @@ class Policy:
             enable_gradient_checkpointing(model)
         self.precision = resolve_precision(cfg, self.device)
         self.model: Any = model.to(self.device).train()
+        # A LoRA policy's reference is itself with the adapter off; full weights: the starting policy.
         self.reference: Any = None
-        needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
-        if needs_reference and not self.lora:  # a LoRA policy's reference is itself with the adapter off
-            start: Any = model
-            if weights is not None:
-                start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-            self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
+        if needs_reference(cfg) and not self.lora:
+            self.reference = build_reference(base, cfg, self.device)
+        self.precomputed = ReferenceTable()
         self.full_logits = False  # logits at every position: slower; tests and benchmarks compare it
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: Any = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
@@ -79,12 +78,35 @@ class Policy:
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
 
     def reference_logps(self, episodes: list[Episode]) -> torch.Tensor:
-        """The frozen starting policy's log-probs: a copy for full fine-tuning, the adapter switched off for LoRA."""
+        """The frozen starting policy's log-probs at the completion columns: precomputed ones when the
+        offline pass made them, else a forward of the reference (LoRA: the policy with its adapter off)."""
+        if len(self.precomputed):
+            table = self.precomputed.lookup([self._key(e) for e in episodes], self.device)
+            if table is not None:
+                return table
         with torch.no_grad():
-            if not self.lora:
-                return self._logps(self.reference, episodes)[0]
-            with self.model.disable_adapter():
-                return self._logps(self.model, episodes, record=False)[0]
+            if self.lora:
+                with self.model.disable_adapter():
+                    return self._logps(self.model, episodes, record=False)[0]
+            if self.reference is None:
+                raise RuntimeError("the reference was freed after precomputing; this batch was not among them")
+            return self._logps(self.reference, episodes)[0]
+
+    def precompute_reference(self, groups: list[EpisodeGroup]) -> int:
+        """Offline: the reference log-probs of every answer ``update`` will train on, computed now; then the
+        reference is freed, so it never sits beside gradients and optimizer moments (TRL's
+        ``precompute_ref_log_probs``). Returns how many answers are covered."""
+        for chunk in self._micro_batches(self._items(groups)):
+            episodes = [e for p in chunk for e in (p.chosen, p.rejected)] if isinstance(chunk[0], Pair) else chunk
+            self.precomputed.add([self._key(e) for e in episodes], self.reference_logps(episodes))
+        self.reference = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return len(self.precomputed)
+
+    def _key(self, e: Episode) -> Key:
+        return answer_key(*self.token_ids(e))
 
     def state(self) -> dict[str, Any]:
         """What a resumed trainer needs besides the weights: optimizer moments and RNG streams."""

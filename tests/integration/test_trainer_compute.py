@@ -1,8 +1,10 @@
-"""How an update is computed (completion-only logits, bf16 autocast, gradient checkpointing) never
-changes what it computes: each is checked against the plain computation, one
+"""How an update is computed (completion-only logits, bf16 autocast, gradient checkpointing, where the
+reference lives) never changes what it computes: each is checked against the plain computation, one
 unpadded sequence at a time with logits everywhere, on real models."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from transformers import AutoModelForCausalLM
 
 from services.trainer import losses
 from services.trainer.policy import Policy
+from services.trainer.reference import build_reference
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.modeling import resolve_model
 from shared.schemas import Episode, EpisodeGroup
@@ -138,10 +141,12 @@ def test_an_update_lowers_the_loss_of_its_batch_in_either_precision(algorithm, p
     assert torch.equal(policy._logps(policy.model, episodes)[0], fp32) == (precision == "fp32")
 
 
-def test_auto_precision_is_fp32_on_cpu_and_bf16_on_cuda():
-    """CPU: float32 compute (what measured fastest here); CUDA: bf16."""
+def test_auto_precision_and_reference_follow_the_device():
+    """CPU: float32 compute and a plain copy (what measured fastest here); CUDA: bf16 and an offloaded copy."""
     policy = Policy("pop/tiny", TrainerConfig(algorithm=DPO))
-    assert policy.precision == ("bf16" if policy.device.type == "cuda" else "fp32")
+    on_cuda = policy.device.type == "cuda"
+    assert policy.precision == ("bf16" if on_cuda else "fp32")
+    assert policy.reference is not policy.model and hasattr(policy.reference, "_hf_hook") == on_cuda
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -166,3 +171,41 @@ def test_gradient_checkpointing_gives_the_same_gradients(algorithm, mode: str):
     want, got = gradients(plain), gradients(checkpointed)
     assert_close(got, want)
     assert all(float(g.abs().sum()) > 0 for g in got.values())
+
+
+@pytest.mark.parametrize("algorithm", [DPO, GRPO_KL], ids=["dpo", "grpo-dapo-kl"])
+@pytest.mark.parametrize("strategy", ["device", "offload", "precomputed"])
+def test_each_reference_strategy_equals_a_separate_float32_reference(algorithm, strategy: str):
+    """Loss and gradients equal the two-model computation; ``offload`` keeps the weights off the
+    module (accelerate's hooks bring them for each forward); ``precomputed`` frees the reference."""
+    placement = "offload" if strategy == "offload" else "device"
+    policy = Policy("pop/tiny", TrainerConfig(algorithm=algorithm, reference=placement, precision="fp32"))
+    groups = uneven_groups(policy)
+    if strategy == "offload":
+        assert {p.device.type for p in policy.reference.parameters()} == {"meta"}
+    if strategy == "precomputed":
+        assert policy.precompute_reference(groups) == (6 if algorithm is DPO else 11)  # pairs; distinct answers
+        assert policy.reference is None
+    want_loss = plain_loss(policy, fp32_reference(policy.device), groups)
+    want = plain_gradients(policy, want_loss)
+    result = policy.update(groups)
+    assert result.loss == pytest.approx(want_loss.item(), rel=1e-5, abs=1e-6)
+    assert result.metrics["kl_reference"] == pytest.approx(0.0, abs=1e-6)
+    assert_close(gradients(policy), want)
+
+
+def test_an_offloaded_reference_keeps_the_stored_bf16_weights(tmp_path: Path):
+    """A checkpoint stored in bf16 (as most are) stays bf16 in CPU memory; its log-probs are the float32
+    policy's to bf16 accuracy (log-probs near -7.6 here; bf16's step there is 0.03)."""
+    cfg = TrainerConfig(algorithm=DPO, reference="offload", precision="fp32")
+    policy = Policy("pop/tiny", cfg)
+    fp32_reference(policy.device).to(torch.bfloat16).save_pretrained(tmp_path)
+    policy.reference = build_reference(str(tmp_path), cfg, policy.device)
+    stored = policy.reference.model.embed_tokens._hf_hook.weights_map.dataset  # what the hooks copy from
+    assert {t.dtype for t in stored.values()} == {torch.bfloat16}
+    episodes = [e for g in uneven_groups(policy) for e in g.episodes]
+    with torch.no_grad():
+        want, mask = policy._logps(policy.model, episodes)
+    got = policy.reference_logps(episodes)
+    assert float(((got - want) * mask).abs().max()) < 0.03  # measured: 0.003
+    assert float(want.abs().max()) > 1.0
