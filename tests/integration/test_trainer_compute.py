@@ -76,6 +76,7 @@ def fp32_reference(device: torch.device) -> torch.nn.Module:
 
 def plain_gradients(policy: Policy, loss: torch.Tensor) -> dict[str, torch.Tensor]:
     """``loss``'s gradients, clipped as the update clips them."""
+    policy.model.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(
         [p for p in policy.model.parameters() if p.grad is not None], policy.cfg.max_grad_norm
@@ -174,23 +175,30 @@ def test_gradient_checkpointing_gives_the_same_gradients(algorithm, mode: str):
 
 
 @pytest.mark.parametrize("algorithm", [DPO, GRPO_KL], ids=["dpo", "grpo-dapo-kl"])
-@pytest.mark.parametrize("strategy", ["device", "offload", "precomputed"])
+@pytest.mark.parametrize("strategy", ["device", "offload", "precomputed", "lora"])
 def test_each_reference_strategy_equals_a_separate_float32_reference(algorithm, strategy: str):
-    """Loss and gradients equal the two-model computation; ``offload`` keeps the weights off the
-    module (accelerate's hooks bring them for each forward); ``precomputed`` frees the reference."""
-    placement = "offload" if strategy == "offload" else "device"
-    policy = Policy("pop/tiny", TrainerConfig(algorithm=algorithm, reference=placement, precision="fp32"))
+    """Once the policy has moved (one update), the next update's loss and gradients equal the two-model
+    computation. ``offload`` keeps the weights off the module (accelerate's hooks bring them for each
+    forward); ``precomputed`` (the offline pass) frees the reference; LoRA switches its adapter off."""
+    cfg = TrainerConfig(
+        algorithm=algorithm, precision="fp32", learning_rate=1e-3, lora={"r": 4, "alpha": 8},
+        reference="offload" if strategy == "offload" else "device",
+        weight_mode="lora" if strategy == "lora" else "full",
+    )  # fmt: skip
+    policy = Policy("pop/tiny", cfg)
     groups = uneven_groups(policy)
     if strategy == "offload":
         assert {p.device.type for p in policy.reference.parameters()} == {"meta"}
     if strategy == "precomputed":
         assert policy.precompute_reference(groups) == (6 if algorithm is DPO else 11)  # pairs; distinct answers
         assert policy.reference is None
+    assert (policy.reference is None) == (strategy in ("precomputed", "lora"))
+    policy.update(groups)
     want_loss = plain_loss(policy, fp32_reference(policy.device), groups)
     want = plain_gradients(policy, want_loss)
     result = policy.update(groups)
     assert result.loss == pytest.approx(want_loss.item(), rel=1e-5, abs=1e-6)
-    assert result.metrics["kl_reference"] == pytest.approx(0.0, abs=1e-6)
+    assert result.metrics["kl_reference"] > 1e-6  # the reference stayed where the policy started
     assert_close(gradients(policy), want)
 
 
