@@ -162,6 +162,22 @@ class TrainerConfig(ConfigModel):
     micro_batch_size: int = Field(default=8, ge=1)
     """Sequences per forward/backward pass (a DPO pair is two); gradients accumulate over micro-batches, so
     memory is bounded by this while the update stays that of the whole step's batch."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """Compute precision of the forward passes. ``bf16`` is mixed precision: the forward runs under
+    ``torch.autocast(bfloat16)`` while weights, gradients and AdamW's steps stay float32 (at lr ~1e-5 most
+    updates are below bf16's resolution) and log-softmax and losses are float32. ``auto``: bf16 on a CUDA
+    device that supports it, fp32 on CPU, where bf16 measured slower (a CPU without bf16 instructions
+    converts instead; ``python -m benchmarks.update_compute``)."""
+    gradient_checkpointing: bool = False
+    """Recompute each decoder layer's activations in the backward pass instead of storing them (works with
+    LoRA): activation memory drops to about one layer's, for about one more forward of compute."""
+    reference: Literal["auto", "device", "offload"] = "auto"
+    """Where full-weight DPO's (or GRPO's, with ``kl_beta`` > 0) frozen reference lives. ``device``: a float32
+    copy on the training device (fast; fine for small models). ``offload``: in CPU memory in the checkpoint's
+    stored dtype (bf16 for most), streamed to the device a module at a time for its forward (accelerate's
+    ``cpu_offload``), so the device holds no second copy. ``auto``: offload on CUDA, device on CPU. LoRA has
+    no copy (the reference is the policy with its adapter off); the offline pass computes reference log-probs
+    once, before training, then frees the reference."""
     swap_after_update: bool = True
     """Ask the gateway to hot-swap the generator to each new checkpoint."""
     resume_every: int = Field(default=5, ge=1)

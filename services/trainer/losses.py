@@ -1,5 +1,8 @@
 """Log-probabilities of sampled tokens and the two policy losses.
 
+Batches are laid out as TRL lays them out (prompts left-padded, completions right-padded) so that
+logits are computed at the completion positions only (``logits_to_keep``).
+
 TRL's DPOTrainer and GRPOTrainer compute these inside their own training loops, which want a
 dataset and do their own generation; they have no entry point for ready-scored batches arriving
 from a queue. So the per-token log-prob gather is TRL's (``selective_log_softmax_and_entropy``) and the two
@@ -9,37 +12,92 @@ objectives are written out here, as TRL defines them (sigmoid DPO; GRPO's clippe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from trl.trainer.utils import selective_log_softmax_and_entropy
 
+from services.trainer.compute import Precision, autocast
+from shared.schemas import Episode
 
-def batch_inputs(
-    prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ids, attention mask, and a mask of the completion positions (in target space)."""
-    rows = [list(p) + list(c) for p, c in zip(prompts, completions, strict=True)]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), width - 1), dtype=torch.float32)
-    for i, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
-        ids[i, : len(row)] = torch.tensor(row)
-        attention[i, : len(row)] = 1
-        completion_mask[i, len(prompt) - 1 : len(row) - 1] = 1.0
-    return ids, attention, completion_mask
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows laid out as TRL lays them out: prompts left-padded, completions right-padded, so every row's
+    completion starts at the same column and only the last ``mask.shape[1] + 1`` columns need logits."""
+
+    ids: torch.Tensor
+    """(rows, prompt width + completion width) token ids."""
+    attention: torch.Tensor
+    """1 on real tokens, 0 on padding."""
+    positions: torch.Tensor
+    """Each row's own positions, 0 at its first real token (as the generator saw it; left padding would
+    otherwise shift them, which matters to models with absolute position embeddings)."""
+    mask: torch.Tensor
+    """(rows, completion width): 1 where the target is a completion token. Column j is the row's j-th
+    completion token, so per-token arrays of an answer (e.g. the generator's log-probs) align with it."""
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.ids, self.attention, self.positions, self.mask)))
+
+
+def episode_token_ids(tokenizer: Any, e: Episode) -> tuple[list[int], list[int]]:
+    """Prompt and completion ids: the generator's own; a teacher's answer (text only) is tokenized as the
+    policy would, with the EOS it would have emitted when the answer stopped by itself."""
+    prompt = list(e.prompt_token_ids)
+    if not prompt:
+        messages = [m.model_dump() for m in e.prompt_messages]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    completion = list(e.completion.token_ids)
+    if not completion:
+        completion = list(tokenizer(e.completion.text, add_special_tokens=False)["input_ids"])
+        if e.completion.finish_reason == "stop" and tokenizer.eos_token_id is not None:
+            completion.append(int(tokenizer.eos_token_id))
+    return prompt, completion
+
+
+def batch_inputs(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int) -> Batch:
+    """The rows of one forward pass, prompts left-padded and completions right-padded."""
+    prompt_width = max(len(p) for p in prompts)
+    width = max(len(c) for c in completions)
+    ids = torch.full((len(prompts), prompt_width + width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    mask = torch.zeros((len(prompts), width), dtype=torch.float32)
+    for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        row = torch.tensor(list(prompt) + list(completion), dtype=torch.long)
+        start = prompt_width - len(prompt)
+        ids[i, start : start + len(row)] = row
+        attention[i, start : start + len(row)] = 1
+        mask[i, : len(completion)] = 1.0
+    positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return Batch(ids, attention, positions, mask)
 
 
 def token_logprobs(
-    model: torch.nn.Module, ids: torch.Tensor, attention: torch.Tensor
+    model: torch.nn.Module, batch: Batch, precision: Precision = "fp32", full_logits: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π(token_t | tokens_<t) for every position after the first, shape (batch, width - 1), and the
-    policy's entropy there (detached: a metric, not a loss term)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1, :].float()
-    logps, entropy = selective_log_softmax_and_entropy(logits, ids[:, 1:], entropy_requires_grad=False)
-    return logps, entropy
+    """log π(token | earlier tokens) at each completion column, shape ``batch.mask.shape``, and the
+    policy's entropy there (detached: a metric, not a loss term).
+
+    The model computes logits only for the last completion-width + 1 positions (transformers'
+    ``logits_to_keep``, as TRL does): the (rows × width × vocabulary) logits are a training step's
+    largest activation, and prompt positions need none. ``full_logits`` computes them everywhere and
+    slices the same columns (tests compare the two). The forward runs in ``precision``; the
+    log-softmax and entropy always in float32, outside the autocast region.
+    """
+    width = batch.mask.shape[1]
+    keep = 0 if full_logits else width + 1
+    with autocast(precision, batch.ids.device):
+        output = model(
+            input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
+            logits_to_keep=keep, use_cache=False,
+        )  # fmt: skip
+    logits = output.logits[:, -(width + 1) : -1, :].float()
+    targets = batch.ids[:, batch.ids.shape[1] - width :]
+    return selective_log_softmax_and_entropy(logits, targets, entropy_requires_grad=False)
 
 
 def dpo_loss(

@@ -4,7 +4,9 @@
 episode file is what ``pop episodes RUN_ID`` exports from a run's stream (one ``EpisodeGroup`` a
 line). Each group gives its extreme pair (best vs worst; no-variance and length-hacking pairs
 dropped, as online); pairs are shuffled with the run's seed, trained in batches of
-``groups_per_step`` for one epoch, and the result is written as one checkpoint.
+``groups_per_step`` for one epoch, and the result is written as one checkpoint. The reference's
+log-probs of every pair are computed before the first update and the reference is then freed (TRL's
+``precompute_ref_log_probs``): the pass never holds it beside gradients and optimizer moments.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def train_offline(
     if not groups:
         raise ValueError(f"{episodes} holds no group with a usable pair (scores that vary, lengths within bounds)")
     random.Random(config.selfplay.seed).shuffle(groups)
+    # All pairs are known up front: their reference log-probs are computed once and the reference freed.
+    answers = policy.precompute_reference(groups)
+    log.info("offline: reference log-probs of %d answers precomputed; reference freed", answers)
     size = config.trainer.groups_per_step
     history = []
     for step, start in enumerate(range(0, len(groups), size), start=1):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +12,10 @@ from typing import Any
 import torch
 
 from services.trainer import losses, sharding
+from services.trainer.compute import adapter_model, enable_gradient_checkpointing, resolve_precision
 from services.trainer.metrics import Metrics
 from services.trainer.parallel import Message, Replicas
+from services.trainer.reference import Key, ReferenceTable, answer_key, build_reference, needs_reference
 from services.trainer.selection import Pair, select_pair, with_advantages
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.modeling import resolve_model
@@ -27,7 +29,8 @@ class UpdateResult:
 
 
 class Policy:
-    """A float32 policy on CPU or GPU: float32 because at lr ~1e-5 bf16 updates round to nothing."""
+    """A float32 policy on CPU or GPU (float32 weights because at lr ~1e-5 bf16 updates round to nothing;
+    the forward may compute in bf16, ``trainer.precision``), and its frozen reference (``reference.py``)."""
 
     def __init__(
         self,
@@ -51,24 +54,25 @@ class Policy:
         self.lora = cfg.weight_mode is WeightMode.lora
         model: Any
         if self.lora:
-            model = self._adapter_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), weights)
+            model = adapter_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), cfg.lora, weights)
         else:
             model = AutoModelForCausalLM.from_pretrained(weights or base, dtype=torch.float32)
-        self.model: Any = model.to(self.device).train()
-        self.reference: Any = None
-        needs_reference = isinstance(cfg.algorithm, DPOConfig) or cfg.algorithm.kl_beta > 0
-        if needs_reference and not self.lora:  # a LoRA policy's reference is itself with the adapter off
-            start: Any = model
-            if weights is not None:
-                start = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-            self.reference = copy.deepcopy(start).to(self.device).eval().requires_grad_(False)
+        if cfg.gradient_checkpointing:
+            enable_gradient_checkpointing(model)
+        self.precision = resolve_precision(cfg, self.device)
         self.sharded = replicas is not None and replicas.sharded
+        if self.sharded and self.lora:
+            raise ValueError("sharding: fsdp trains full weights; a LoRA run replicates (sharding: replicate)")
+        # Sharded: FSDP moves each layer to the device as it shards it, so the whole model never sits there.
+        self.model: Any = (model if self.sharded else model.to(self.device)).train()
+        # A LoRA policy's reference is itself with the adapter off; full weights: the starting policy.
+        self.reference: Any = None
+        if needs_reference(cfg) and not self.lora:
+            self.reference = build_reference(base, cfg, self.device, sharded=self.sharded)
         if self.sharded:  # before the optimizer exists: it must hold the shards, not the whole weights
-            if self.lora:
-                raise ValueError("sharding: fsdp trains full weights; a LoRA run replicates (sharding: replicate)")
-            sharding.shard(self.model)
-            if self.reference is not None:
-                sharding.shard(self.reference)
+            sharding.shard(self.model, torch.bfloat16 if self.precision == "bf16" else None)
+        self.precomputed = ReferenceTable()
+        self.full_logits = False  # logits at every position: slower; tests and benchmarks compare it
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer: Any = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=0.0)
         # ``engine`` is what the loss runs through: the model itself (sharded or not), or its DDP wrapper.
@@ -78,25 +82,36 @@ class Policy:
         self._last: dict[str, float] = {}
         self.pad_id = int(self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0)
 
-    def _adapter_model(self, base_model: Any, weights: Path | None) -> Any:
-        from peft import LoraConfig, PeftModel, get_peft_model
-
-        if weights is not None:
-            return PeftModel.from_pretrained(base_model, weights, is_trainable=True)
-        spec = self.cfg.lora
-        config = LoraConfig(
-            r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
-            target_modules=spec.target_modules, task_type="CAUSAL_LM",
-        )  # fmt: skip
-        return get_peft_model(base_model, config)
-
     def reference_logps(self, episodes: list[Episode]) -> torch.Tensor:
-        """The frozen starting policy's log-probs: a copy for full fine-tuning, the adapter switched off for LoRA."""
+        """The frozen starting policy's log-probs at the completion columns: precomputed ones when the
+        offline pass made them, else a forward of the reference (LoRA: the policy with its adapter off)."""
+        if len(self.precomputed):
+            table = self.precomputed.lookup([self._key(e) for e in episodes], self.device)
+            if table is not None:
+                return table
         with torch.no_grad():
-            if not self.lora:
-                return self._logps(self.reference, episodes)[0]
-            with self.model.disable_adapter():
-                return self._logps(self.model, episodes, record=False)[0]
+            if self.lora:
+                with self.model.disable_adapter():
+                    return self._logps(self.model, episodes, record=False)[0]
+            if self.reference is None:
+                raise RuntimeError("the reference was freed after precomputing; this batch was not among them")
+            return self._logps(self.reference, episodes)[0]
+
+    def precompute_reference(self, groups: list[EpisodeGroup]) -> int:
+        """Offline: the reference log-probs of every answer ``update`` will train on, computed now; then the
+        reference is freed, so it never sits beside gradients and optimizer moments (TRL's
+        ``precompute_ref_log_probs``). Returns how many answers are covered."""
+        for chunk in self._micro_batches(self._items(groups)):
+            episodes = [e for p in chunk for e in (p.chosen, p.rejected)] if isinstance(chunk[0], Pair) else chunk
+            self.precomputed.add([self._key(e) for e in episodes], self.reference_logps(episodes))
+        self.reference = None
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return len(self.precomputed)
+
+    def _key(self, e: Episode) -> Key:
+        return answer_key(*self.token_ids(e))
 
     def usable(self, group: EpisodeGroup) -> bool:
         """Whether a group carries a signal for the configured algorithm."""
@@ -198,23 +213,14 @@ class Policy:
 
     def token_ids(self, e: Episode) -> tuple[list[int], list[int]]:
         """The generator's own token ids; a teacher's answer (text only) is tokenized here, as the policy would."""
-        prompt = list(e.prompt_token_ids)
-        if not prompt:
-            messages = [m.model_dump() for m in e.prompt_messages]
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            prompt = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        completion = list(e.completion.token_ids)
-        if not completion:
-            completion = list(self.tokenizer(e.completion.text, add_special_tokens=False)["input_ids"])
-            if e.completion.finish_reason == "stop" and self.tokenizer.eos_token_id is not None:
-                completion.append(int(self.tokenizer.eos_token_id))
-        return prompt, completion
+        return losses.episode_token_ids(self.tokenizer, e)
 
     def _logps(self, model: Any, episodes: list[Episode], record: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token log-probs and the completion mask, both (episodes, longest completion)."""
         prompts, completions = zip(*(self.token_ids(e) for e in episodes), strict=True)
-        ids, attention, mask = losses.batch_inputs(list(prompts), list(completions), self.pad_id)
-        ids, attention, mask = ids.to(self.device), attention.to(self.device), mask.to(self.device)
-        logps, entropy = losses.token_logprobs(model, ids, attention)
+        batch = losses.batch_inputs(list(prompts), list(completions), self.pad_id).to(self.device)
+        logps, entropy = losses.token_logprobs(model, batch, self.precision, self.full_logits)
+        mask = batch.mask
         if model is self.engine and record:
             tokens = mask.sum().clamp(min=1.0)
             self._last = {"entropy": float((entropy * mask).sum() / tokens), "completion_tokens": float(mask.sum())}

@@ -17,7 +17,7 @@ from services.trainer.policy import Policy
 from services.trainer.saving import Saver
 from shared.config import RunConfig, TrainerConfig
 from shared.settings import TrainerSettings
-from tests.integration.groups import MIXED_REWARDS, make_group
+from tests.integration.groups import MIXED_REWARDS, REVERSED_REWARDS, make_group
 
 
 def full_weights(policy: Policy, saver: Saver) -> dict[str, torch.Tensor]:
@@ -49,7 +49,7 @@ def main(config_json: str, out: str) -> None:
     found = state.latest(Path(out), "run")
     assert found is not None
     saver.restore(resumed, found)
-    second = resumed.update(groups)
+    second = resumed.update([make_group(resumed, rewards, with_logprobs=True) for rewards in REVERSED_REWARDS])
     torch.save({"weights": full_weights(resumed, saver), "loss": second.loss}, Path(out) / "step2.pt")
     replicas.broadcast(Message("stop"))
 

@@ -7,6 +7,9 @@ from shared.schemas import ChatMessage, Completion, Episode, EpisodeGroup, Task
 
 # Groups of different sizes and answer lengths, so any mis-weighting of a share of the batch shows.
 MIXED_REWARDS = [[2.0, 0.0, 1.0, 0.5], [0.0, 1.5, 2.0, 1.0, 0.0], [1.0, 2.0, 0.0]]
+# The same answers scored the other way round: a second update whose gradient differs from the first's,
+# so what Adam's moments carry over (and a resume must restore) shows in the weights.
+REVERSED_REWARDS = [list(reversed(r)) for r in MIXED_REWARDS]
 
 
 def make_group(policy: Policy, rewards: list[float], with_logprobs: bool) -> EpisodeGroup:

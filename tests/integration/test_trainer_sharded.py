@@ -17,15 +17,17 @@ from services.trainer.checkpoint import read_manifest
 from services.trainer.policy import Policy
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.files import sha256_file
-from tests.integration.groups import MIXED_REWARDS, make_group
+from tests.integration.groups import MIXED_REWARDS, REVERSED_REWARDS, make_group
 
 ALGORITHMS = {"dpo": DPOConfig(beta=0.1), "grpo-kl": GRPOConfig(loss_type="dapo", kl_beta=0.05)}
 
 
 def assert_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    """Within 2% of the learning rate (1e-3), the size of one Adam step: the reduce-scatter sums in another
+    order than one process, and Adam's first steps (≈ lr·sign(g)) amplify that rounding where g ≈ 0."""
     assert got.keys() == want.keys() and want
     for name, tensor in want.items():
-        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=2e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def served_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -56,7 +58,9 @@ def test_fsdp_on_two_ranks_updates_as_one_process_and_resumes_from_its_sharded_s
         groups = [make_group(single, rewards, with_logprobs=True) for rewards in MIXED_REWARDS]
         first = single.update(groups)
         after_one = {k: v.detach().clone() for k, v in single.model.state_dict().items()}
-        second = single.update(groups)  # the optimizer's moments carry over: a resume without them would differ
+        # Other scores, so another gradient: the moments carried over from step 1 shape this step, and a
+        # resume that lost them would differ.
+        second = single.update([make_group(single, rewards, with_logprobs=True) for rewards in REVERSED_REWARDS])
     finally:
         torch.set_num_threads(threads)
 

@@ -17,7 +17,7 @@ from services.trainer.policy import Policy
 from shared.config import DPOConfig, GRPOConfig, TrainerConfig
 from shared.files import sha256_file
 from shared.modeling import resolve_model
-from tests.integration.groups import MIXED_REWARDS, make_group
+from tests.integration.groups import MIXED_REWARDS, REVERSED_REWARDS, make_group
 
 
 def weights(policy: Policy) -> dict[str, torch.Tensor]:
@@ -64,7 +64,8 @@ def test_a_resumed_policy_continues_exactly_as_the_one_that_wrote_the_state(cfg:
     pending = state.PendingState(
         state.save_async(policy.model, policy.optimizer, partial), partial, final, {"step": 1, **state.rng_state()}
     )
-    policy.update(groups)  # training goes on while the state is written: the state is the step-1 one
+    later = [make_group(policy, rewards, with_logprobs=True) for rewards in REVERSED_REWARDS]  # another gradient
+    policy.update(later)  # training goes on while the state is written: the state is the step-1 one
     written = pending.finish()
     assert written.folder == final and not partial.exists() and state.latest(tmp_path, "r") is not None
     if cfg.weight_mode == "lora":  # the frozen base (2.6 MB in fp32) comes back from the base model, not the state
@@ -75,7 +76,7 @@ def test_a_resumed_policy_continues_exactly_as_the_one_that_wrote_the_state(cfg:
     assert found is not None and found.meta["step"] == 1
     state.load(resumed.model, resumed.optimizer, found.folder)
     state.set_rng_state(found.meta)
-    resumed.update(groups)  # step 2 again, from the state: the same weights as the original's step 2
+    resumed.update(later)  # step 2 again, from the state: the same weights as the original's step 2
     for name, tensor in weights(policy).items():
         torch.testing.assert_close(
             weights(resumed)[name], tensor, rtol=1e-5, atol=1e-7, msg=lambda m, n=name: f"{n}: {m}"

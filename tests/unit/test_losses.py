@@ -44,12 +44,14 @@ def test_grpo_loss_ignores_masked_positions():
     assert float(loss) == pytest.approx(-1.0)
 
 
-def test_batch_inputs_marks_completion_targets():
-    ids, attention, mask = batch_inputs([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0)
-    assert ids.tolist() == [[1, 2, 3, 5, 6], [4, 7, 8, 9, 0]]
-    assert attention.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
-    # targets are ids[:, 1:]; completion tokens are predicted from the last prompt position on
-    assert mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 0]]
+def test_batch_inputs_align_completions():
+    batch = batch_inputs([[1, 2, 3], [4]], [[5, 6], [7, 8, 9]], pad_id=0)
+    # prompts left-padded, completions right-padded: every completion starts at column 3
+    assert batch.ids.tolist() == [[1, 2, 3, 5, 6, 0], [0, 0, 4, 7, 8, 9]]
+    assert batch.attention.tolist() == [[1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 1, 1]]
+    assert batch.positions.tolist() == [[0, 1, 2, 3, 4, 4], [0, 0, 0, 1, 2, 3]]
+    # one column per completion token: the targets are the last 3 columns of ids
+    assert batch.mask.tolist() == [[1, 1, 0], [1, 1, 1]]
 
 
 def test_grpo_token_averaging_variants_match_hand_computation():
