@@ -63,7 +63,7 @@ def random_model(name: str, dest: Path) -> Path:
                                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.pad_token_id)  # fmt: skip
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)  # type: ignore[no-untyped-call]
     model.save_pretrained(dest, safe_serialization=True)
     tokenizer.save_pretrained(dest)
     return dest
@@ -111,8 +111,9 @@ def trainer(updates: int) -> None:
                 for variant, options in VARIANTS.items():
                     try:
                         row = update_row(folders[name], algorithm, options, updates)
-                    except torch.OutOfMemoryError as exc:
-                        print(f"| {name} | {algorithm} | {variant} | out of memory: {exc!s:.80} | | |", flush=True)
+                    except Exception as exc:  # one row's failure (out of memory, say) is a finding, not the end
+                        print(f"| {name} | {algorithm} | {variant} | failed: {exc!r:.120} | | |", flush=True)
+                        gc.collect()
                         torch.cuda.empty_cache()
                         continue
                     estimate = predicted_gib(name) if variant == "bf16 + checkpointing" and algorithm == "dpo" else None
@@ -125,7 +126,7 @@ def trainer(updates: int) -> None:
 
 
 def writes(folder: Path, root: Path) -> None:
-    """What one step of the 1.5B model writes: the served version and the resumable state."""
+    """What one step writes for the model in ``folder``: the served version and the resumable state."""
     from services.trainer.policy import Policy
     from services.trainer.saving import Saver
     from shared.config import DPOConfig, RunConfig, TrainerConfig
@@ -148,9 +149,10 @@ def writes(folder: Path, root: Path) -> None:
     total_s = time.perf_counter() - started
     assert written is not None
     state_bytes = sum(p.stat().st_size for p in written.folder.iterdir())
-    print("\n| 1.5B, one step writes | bytes | seconds |\n|---|---|---|")
+    print(f"\n| {folder.name}: one step writes | bytes | seconds |\n|---|---|---|")
     shards = len(list(path.glob("*.safetensors")))
-    print(f"| served version (bf16, {shards} shards + index, sha256 of each) | {served_bytes / 1e9:.2f} GB "
+    index = " + index" if (path / "model.safetensors.index.json").is_file() else ""
+    print(f"| served version (bf16, {shards} safetensors file(s){index}, sha256 of each) | {served_bytes / 1e9:.2f} GB "
           f"| {served_s:.1f} (critical path) |")  # fmt: skip
     print(f"| resumable state (fp32 weights + AdamW, DCP) | {state_bytes / 1e9:.2f} GB | {staged_s:.1f} on the "
           f"critical path (copy to CPU), {total_s:.1f} until on disk, an update beside it |")  # fmt: skip
@@ -206,9 +208,12 @@ def loop(model: str, dtype: str, steps: int) -> None:
             served = httpx.get(f"{stack.generator_url}/v1/policy", timeout=30).json()
             assert served["version"] == version, served
             print(f"| v{version} | {swap.json()['seconds']:.2f} | v{served['version']} |")
-        text = httpx.get(f"http://127.0.0.1:{stack.ports['generator']}/metrics", timeout=30).text
-        swaps = [ln for ln in text.splitlines() if ln.startswith("pop_generator_swap_seconds_")]
-        print("\n" + "\n".join(swaps))
+        from benchmarks.metrics import histogram_sums, scrape
+
+        phases = histogram_sums(scrape(stack.generator_url), "pop_generator_swap_phase_seconds", "phase")
+        print("\n| swap phase (the generator's histogram) | mean s | count |\n|---|---|---|")
+        for phase, (total, count) in phases.items():
+            print(f"| {phase} | {total / max(count, 1):.3f} | {count:.0f} |")
 
 
 def main() -> None:

@@ -10,11 +10,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from benchmarks import memory
 from shared.config import RunConfig
 from tests.deploy.tools import run, tool
-from tests.deploy.truth import DATA, MODEL_RESOLVERS, ROOT, SERVICES, entry_point_exists, env_problem
+from tests.deploy.truth import DATA, MODEL_RESOLVERS, ROOT, SERVICES, entry_point_exists, env_problem, service_module
 
-OVERLAYS = ("cpu-dev", "gpu", "external-judge")
+OVERLAYS = ("cpu-dev", "gpu", "gpu-fsdp", "external-judge")
 KUBERNETES_VERSIONS = ("1.30.0", "1.34.0")
 Doc = dict[str, Any]
 
@@ -34,9 +35,9 @@ def workloads(docs: list[Doc]) -> dict[str, Doc]:
     found = {}
     for doc in docs:
         if doc["kind"] in ("Deployment", "StatefulSet"):
-            command = doc["spec"]["template"]["spec"]["containers"][0].get("command", [])
-            if command[:2] == ["python", "-m"]:
-                found[command[2].removeprefix("services.")] = doc
+            module = service_module(doc["spec"]["template"]["spec"]["containers"][0].get("command", []))
+            if module is not None:
+                found[module.removeprefix("services.")] = doc
     return found
 
 
@@ -138,6 +139,31 @@ def test_the_gpu_overlay_puts_the_generator_and_trainer_on_gpus():
     config = find(docs, "ConfigMap", "pop-config")["data"]
     assert config["POP_GENERATOR_TENSOR_PARALLEL_SIZE"] == "1"
     assert workloads(docs)["judge"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":cpu")
+
+
+@pytest.mark.parametrize("overlay, weights, gpus", [("gpu", "lora", 1), ("gpu-fsdp", "full", 4)])
+def test_the_gpu_overlays_run_defaults_fit_their_gpus(overlay: str, weights: str, gpus: int):
+    """What the overlay trains by default fits 80 GB GPUs by docs/deploy.md's memory model, and the
+    deployment serves it: LoRA adapters on the generator, full weights sharded over the trainer's GPUs."""
+    docs = render(overlay)
+    config = find(docs, "ConfigMap", "pop-config")["data"]
+    defaults = RunConfig.model_validate(
+        yaml.safe_load(find(docs, "ConfigMap", "pop-run-defaults")["data"]["run-defaults.yaml"])
+    )
+    trainer = workloads(docs)["trainer"]["spec"]["template"]["spec"]["containers"][0]
+    assert defaults.trainer.weight_mode == weights and trainer["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert defaults.trainer.precision == "bf16" and defaults.trainer.gradient_checkpointing
+    assert config["POP_GENERATOR_ENABLE_LORA"] == ("true" if weights == "lora" else "false")
+    assert config["POP_TRAINER_SERVED_DTYPE"] == config["POP_GENERATOR_DTYPE"] == "bfloat16"
+    sharding = "fsdp" if gpus > 1 else "replicate"
+    assert config.get("POP_TRAINER_SHARDING", "replicate") == sharding
+    if gpus > 1:
+        assert trainer["command"][:1] == ["torchrun"] and f"--nproc_per_node={gpus}" in trainer["command"]
+    shape = memory.QWEN_7B
+    assert defaults.model == "Qwen/Qwen2.5-7B-Instruct"
+    assert memory.gpu_bytes(shape, weights, gpus, sharding, memory.Batch()) <= 80 * memory.GB
+    claim = find(docs, "PersistentVolumeClaim", "pop-data")["spec"]["resources"]["requests"]["storage"]
+    assert int(claim.removesuffix("Gi")) * 2**30 >= memory.volume(shape, weights, defaults.trainer.keep_last)
 
 
 def test_the_external_judge_overlay_grades_runs_with_it():

@@ -82,10 +82,21 @@ def _model_resolvers() -> frozenset[str]:
 MODEL_RESOLVERS = _model_resolvers()
 
 
+LAUNCHERS = ("python", "torchrun")
+"""How a pod may start a service: ``python -m services.<name>``, or its ranks under torchrun."""
+
+
+def service_module(command: list[str]) -> str | None:
+    """``services.<name>`` that ``command`` runs (``python -m M`` or ``torchrun [flags] -m M``), else None."""
+    if not command or command[0] not in LAUNCHERS or "-m" not in command:
+        return None
+    rest = command[command.index("-m") + 1 :]
+    return rest[0] if len(rest) == 1 and rest[0].startswith("services.") else None
+
+
 def entry_point_exists(command: list[str]) -> bool:
-    if command[:2] != ["python", "-m"] or len(command) != 3:
-        return False
-    return (ROOT / command[2].replace(".", "/") / "__main__.py").is_file()
+    module = service_module(command)
+    return module is not None and (ROOT / module.replace(".", "/") / "__main__.py").is_file()
 
 
 def env_problem(name: str) -> str | None:

@@ -94,3 +94,15 @@ def test_a_model_revision_is_a_branch_tag_or_commit(monkeypatch: pytest.MonkeyPa
         RunConfig.from_yaml("model: ''\n")
     monkeypatch.setenv("POP_GENERATOR_MODEL_REVISION", "")  # compose's ${POP_MODEL_REVISION:-}: main
     assert GeneratorSettings().model_revision is None
+
+
+def test_the_deploy_docs_memory_table_is_the_memory_models():
+    """docs/deploy.md shows what ``python -m benchmarks.memory`` prints: edit the model, then the page."""
+    from pathlib import Path
+
+    from benchmarks import memory
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text()
+    begin, end = "<!-- memory-table: python -m benchmarks.memory -->\n", "\n<!-- /memory-table -->"
+    shown = page.split(begin, 1)[1].split(end, 1)[0]
+    assert shown == memory.table()
