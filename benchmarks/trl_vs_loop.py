@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from benchmarks.metrics import histogram_sums, scrape, total
 from cli.stack import LocalStack, StackOptions
 from shared.checks import grade_programmatic
+from shared.config import GRPOConfig as GRPOLoss
 from shared.config import RunConfig
 from shared.files import sha256_file
 from shared.modeling import resolve_model
@@ -185,7 +186,29 @@ def component_costs(
     }
 
 
-def run_trl(config: RunConfig, prompts: list[list[dict[str, str]]], out: Path) -> tuple[float, list[float]]:
+TRL_SHOWN = (
+    "use_cpu", "bf16", "gradient_checkpointing", "loss_type", "beta", "epsilon", "num_generations",
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length", "temperature",
+    "learning_rate", "lr_scheduler_type", "max_steps",
+)  # fmt: skip
+"""The GRPOConfig fields printed beside TRL's figure: what it computed, as the loop's trainer did."""
+
+
+def loop_precision(config: RunConfig) -> str:
+    """What the loop's trainer computes in on this machine (``trainer.precision: auto`` resolved)."""
+    import torch
+
+    from services.trainer.compute import resolve_precision
+
+    return resolve_precision(config.trainer, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def run_trl(
+    config: RunConfig, prompts: list[list[dict[str, str]]], out: Path
+) -> tuple[float, list[float], dict[str, Any]]:
+    """TRL's GRPOTrainer on the loop's prompts, with the loop trainer's numerics: the same loss, clipping,
+    learning rate and schedule, precision (bf16 mixed or fp32) and gradient checkpointing."""
+    import torch
     from datasets import Dataset
     from trl.trainer.grpo_config import GRPOConfig
     from trl.trainer.grpo_trainer import GRPOTrainer
@@ -197,13 +220,16 @@ def run_trl(config: RunConfig, prompts: list[list[dict[str, str]]], out: Path) -
         return [score(criteria, t) for t in texts]
 
     k, per_step = config.selfplay.group_size, config.trainer.groups_per_step
+    algo = config.trainer.algorithm
+    assert isinstance(algo, GRPOLoss), "the comparison is GRPO against GRPO"
     args = GRPOConfig(
-        output_dir=str(out), use_cpu=True, report_to="none", save_strategy="no", logging_steps=1,
-        max_steps=config.trainer.max_steps, learning_rate=config.trainer.learning_rate,
+        output_dir=str(out), use_cpu=not torch.cuda.is_available(), report_to="none", save_strategy="no",
+        logging_steps=1, max_steps=config.trainer.max_steps, learning_rate=config.trainer.learning_rate,
         num_generations=k, per_device_train_batch_size=k * per_step, gradient_accumulation_steps=1,
         max_completion_length=config.selfplay.max_answer_tokens, temperature=config.selfplay.temperature,
-        loss_type="dr_grpo", beta=0.0, epsilon=0.2, shuffle_dataset=False, seed=0,
+        loss_type=algo.loss_type, beta=algo.kl_beta, epsilon=algo.clip_eps, shuffle_dataset=False, seed=0,
         lr_scheduler_type="constant",  # as this system's trainer
+        bf16=loop_precision(config) == "bf16", gradient_checkpointing=config.trainer.gradient_checkpointing,
     )  # fmt: skip
     trainer = GRPOTrainer(
         model=resolve_model(config.model, config.model_revision),
@@ -215,10 +241,10 @@ def run_trl(config: RunConfig, prompts: list[list[dict[str, str]]], out: Path) -
     trainer.train()
     seconds = time.perf_counter() - started
     curve = [float(log["reward"]) for log in trainer.state.log_history if "reward" in log]
-    return seconds, curve
+    return seconds, curve, {name: getattr(args, name) for name in TRL_SHOWN}
 
 
-def table(loop: LoopResult, trl: tuple[float, list[float]]) -> str:
+def table(loop: LoopResult, trl: tuple[float, list[float], dict[str, Any]], config: RunConfig) -> str:
     def row(name: str, seconds: float, curve: list[float]) -> str:
         shown = ", ".join(f"{r:.2f}" for r in curve)
         return f"| {name} | {seconds:.0f} | {statistics.fmean(curve[-2:]):.3f} | {shown} |"
@@ -233,7 +259,20 @@ def table(loop: LoopResult, trl: tuple[float, list[float]]) -> str:
         "| trainer | wall time (s) | reward, last 2 steps (0-2) | reward per step |",
         "|---|---|---|---|",
         row("this system (vLLM + judge + Redis + trainer + hot-swap)", loop.seconds, loop.curve),
-        row("TRL GRPOTrainer (transformers generation)", *trl),
+        row("TRL GRPOTrainer (transformers generation)", trl[0], trl[1]),
+        "",
+        f"The loop's trainer: {config.trainer.algorithm.name} ({getattr(config.trainer.algorithm, 'loss_type', '')}), "
+        f"precision {loop_precision(config)}, gradient checkpointing {config.trainer.gradient_checkpointing}, "
+        f"lr {config.trainer.learning_rate:g} constant, micro-batches of {config.trainer.micro_batch_size} "
+        "sequences (the same gradient as one pass), logits at completion positions only.",
+        "TRL's configuration: " + ", ".join(f"{k}={v}" for k, v in trl[2].items()) + " (TRL also computes "
+        "logits at completion positions only).",
+        "The work differs, and the wall times include it: the loop proposes its own tasks from the corpus "
+        "(rejected proposals included), samples K answers with vLLM, grades them with the judge service, "
+        "queues them through Redis, trains, writes a served version each step and hot-swaps the generator; "
+        "TRL trains on exactly the prompts the loop trained on, generating with transformers in its own "
+        "process and scoring with the same programmatic criteria, with no tasks to write, no services and "
+        "no checkpoints.",
         "",
         f"Wall-time ratio, this system / TRL: {loop.seconds / trl[0]:.2f} (target: at most 0.5).",
         f"Pipeline efficiency, the loop's episodes/s over the generator's alone on the same prompts: "
@@ -271,7 +310,7 @@ def measure(steps: int | None = None) -> str:
         loop = run_loop(config, Path(home) / "stack")
         trl = run_trl(config, loop.prompts, Path(home) / "trl")
     COSTS.write_text(json.dumps(loop.costs, indent=2) + "\n")
-    return table(loop, trl)
+    return table(loop, trl, config)
 
 
 def main() -> None:

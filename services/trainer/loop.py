@@ -212,7 +212,8 @@ class RunTrainer:
                 "step": self.step, "version": self.version, "covered": self.uncovered,
                 "counts": dict(self.counts), "report": self.summary,
             }  # fmt: skip
-            self.saver.begin_state(policy, self.step, meta)
+            # Off the event loop: the copy to CPU memory takes a while for a large model (the ops port answers).
+            await asyncio.to_thread(self.saver.begin_state, policy, self.step, meta)
             self.uncovered, self._covered_step = [], self.step
         if wait:
             await self._finish_state()

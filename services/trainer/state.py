@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ import torch
 
 log = logging.getLogger(__name__)
 META = "meta.pt"
+# A single-process trainer has no process group, which DCP points out at every save and load: it is the intent.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 
 
 def state_root(root: Path, run_id: str) -> Path:
