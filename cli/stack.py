@@ -4,6 +4,7 @@ producer and trainer, each started with ``python -m services.<name>`` and its ow
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -24,6 +25,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (Linux /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue += children.get(child, [])
+    return found
 
 
 def wait_http(proc: subprocess.Popen[bytes], url: str, timeout_s: float, name: str, log: Path) -> None:
@@ -180,10 +198,15 @@ class LocalStack:
             self._wait_http(name, f"http://127.0.0.1:{self.ports[name]}/healthz")
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Kill one service outright (fault tests); ``respawn`` starts it again."""
+        """Kill one service outright (fault tests); ``respawn`` starts it again. A trainer under torchrun
+        goes with its ranks, which torchrun starts in sessions of their own (outside its process group)."""
         proc = self.procs[name]
+        ranks = descendants(proc.pid)
         os.killpg(proc.pid, sig)
         proc.wait()
+        for pid in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def respawn(self, name: str, ranks: int = 1) -> None:
         """Start a killed service again; ``ranks`` > 1 starts the trainer data parallel under torchrun."""
@@ -202,12 +225,11 @@ class LocalStack:
             proc = self.procs[name]
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
+        for name, proc in self.procs.items():
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                self.kill(name)
 
     def __enter__(self) -> LocalStack:
         return self.start()

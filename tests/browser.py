@@ -1,7 +1,7 @@
 """Headless Chromium for the dashboard's tests: the system's (Debian's) browser, driven by playwright.
 
 Playwright never downloads a browser here (no CDN). Without a chromium the browser tests skip,
-except under CI (``CI`` set), where scripts/setup.sh installs one, so a missing one is a failure.
+except under CI (``CI`` set), where scripts/test-tools.sh installs one, so a missing one is a failure.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ POLL_TIMEOUT_MS = 15_000  # the page polls every 2.5 s
 
 def _missing(reason: str) -> None:
     if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must run the browser tests (scripts/setup.sh installs chromium)")
+        pytest.fail(f"{reason}; CI must run the browser tests (scripts/test-tools.sh installs chromium)")
     pytest.skip(reason)
 
 

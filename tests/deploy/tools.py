@@ -15,7 +15,7 @@ def tool(name: str) -> str:
     """The executable ``name``: from PATH, or beside this interpreter (the venv's scripts)."""
     found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if found is None:
-        why = f"{name} is not installed (scripts/setup.sh installs it)"
+        why = f"{name} is not installed (scripts/test-tools.sh installs it)"
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)

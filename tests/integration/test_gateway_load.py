@@ -15,7 +15,7 @@ from benchmarks.gateway_load import load
 def test_no_errors_under_load(redis_url: str):
     if shutil.which("wrk") is None:
         if os.environ.get("CI"):
-            pytest.fail("wrk is not installed (scripts/setup.sh installs it)")
-        pytest.skip("wrk is not installed (scripts/setup.sh installs it)")
+            pytest.fail("wrk is not installed (scripts/test-tools.sh installs it)")
+        pytest.skip("wrk is not installed (scripts/test-tools.sh installs it)")
     result = load(seconds=10, connections=16, database_url=None, redis_url=redis_url)
     assert result.requests > 100 and result.non_2xx == 0 and result.socket_errors == 0, result.line()
