@@ -54,9 +54,10 @@ class Costs:
     train_tokens_s: float
     """One trainer device's forward + backward throughput."""
     weight_bytes: float
-    """What a swap loads: the trained weights (float32, as the trainer keeps them), or the adapter."""
+    """What a swap loads: the served version (in the served dtype), or the adapter."""
     checkpoint_bytes: float
-    """What a step's checkpoint writes and hashes: those weights, the optimizer's state, the tokenizer."""
+    """What a step writes and hashes on its path: the served version (the resumable state is written in the
+    background every ``resume_every`` steps)."""
     write_bytes_s: float
     """The checkpoint's effective rate: write, then sha256 for the manifest."""
     hash_bytes_s: float
@@ -100,23 +101,24 @@ def measured_cpu() -> tuple[Workload, Costs, float]:
 
 # Qwen2.5-7B (7.6e9 parameters) on H200s. Assumptions, not measurements: decode 20k tokens/s a replica
 # (half the HBM roofline at batch 256, 1k-token contexts); training at 40% MFU of 989 TFLOP/s bf16
-# (6 FLOPs a parameter a token; 4 for LoRA, which skips the weight gradients); the trainer keeps and
-# writes float32 weights (30.4 GB) and Adam's two moments (60.8 GB) every step, at 0.9 GB/s (NVMe at
-# 2 GB/s, then sha256); sha256 at 1.5 GB/s (one core); reload at 3 GB/s; a 3 s drain (512 decode
-# steps). LoRA r=16 on every linear layer: 40M parameters, 161 MB float32, 485 MB with Adam's state.
+# (6 FLOPs a parameter a token; 4 for LoRA, which skips the weight gradients); each step writes the served
+# version, bf16 weights (15.2 GB), at 0.9 GB/s (NVMe at 2 GB/s, then sha256) on the step's path, while the
+# resumable state (fp32 weights and Adam's moments, 91 GB) is written every resume_every steps in the
+# background, off that path; sha256 at 1.5 GB/s (one core); reload at 3 GB/s; a 3 s drain (512 decode
+# steps). LoRA r=16 on every linear layer: 40M parameters, a 161 MB float32 adapter.
 QWEN_WORKLOAD = Workload(
     groups=32, k=8, prompt_tokens=256, answer_tokens=512, proposal_tokens=600, judge_tokens=2400
 )  # fmt: skip
-QWEN_FULL = Costs(decode_tokens_s=20_000, train_tokens_s=0.4 * 989e12 / (6 * 7.6e9), weight_bytes=30.4e9,
-                  checkpoint_bytes=91.2e9, write_bytes_s=0.9e9, hash_bytes_s=1.5e9, load_bytes_s=3e9,
+QWEN_FULL = Costs(decode_tokens_s=20_000, train_tokens_s=0.4 * 989e12 / (6 * 7.6e9), weight_bytes=15.2e9,
+                  checkpoint_bytes=15.2e9, write_bytes_s=0.9e9, hash_bytes_s=1.5e9, load_bytes_s=3e9,
                   drain_s=3.0)  # fmt: skip
 QWEN_LORA = replace(QWEN_FULL, train_tokens_s=0.4 * 989e12 / (4 * 7.6e9), weight_bytes=161e6,
-                    checkpoint_bytes=485e6, drain_s=0.0)  # fmt: skip
-QWEN_BROADCAST = replace(QWEN_FULL, weight_bytes=15.2e9, checkpoint_bytes=0.0, hash_bytes_s=float("inf"),
-                         load_bytes_s=100e9, drain_s=0.0)  # fmt: skip
+                    checkpoint_bytes=161e6, drain_s=0.0)  # fmt: skip
+QWEN_BROADCAST = replace(QWEN_FULL, checkpoint_bytes=0.0, hash_bytes_s=float("inf"), load_bytes_s=100e9,
+                         drain_s=0.0)  # fmt: skip
 """Not built: bf16 weights sent trainer -> replicas over NVLink (~100 GB/s) as an in-flight update (no
-drain, no checksum: nothing touches a disk), the resumable checkpoint written every few steps off the
-critical path. The row says what building it would buy."""
+drain, no checksum: nothing touches a disk on the step's path; the served version and the state are
+written in the background). The row says what building it would buy."""
 
 
 def table() -> str:
@@ -125,9 +127,9 @@ def table() -> str:
     rows = [
         ("CPU here, colocated (model)", cpu_workload, cpu, False),
         ("7B, 1 GPU, LoRA, colocated (as built)", QWEN_WORKLOAD, colocated(QWEN_WORKLOAD, QWEN_LORA), False),
-        ("7B, 8 GPUs: 4 replicas + 4 DDP, full weights via disk (as built)", QWEN_WORKLOAD,
+        ("7B, 8 GPUs: 4 replicas + 4 FSDP, full weights via disk (as built)", QWEN_WORKLOAD,
          disaggregated(QWEN_WORKLOAD, QWEN_FULL, 4, 4), True),
-        ("7B, 8 GPUs: 6 replicas + 2 DDP, LoRA (as built)", QWEN_WORKLOAD,
+        ("7B, 8 GPUs: 6 replicas + 2 data parallel, LoRA (as built)", QWEN_WORKLOAD,
          disaggregated(QWEN_WORKLOAD, QWEN_LORA, 6, 2), True),
         ("7B, 8 GPUs: 4 + 4, full weights by broadcast (not built)", QWEN_WORKLOAD,
          disaggregated(QWEN_WORKLOAD, QWEN_BROADCAST, 4, 4), True),
