@@ -115,9 +115,19 @@ class SwapCommand(ApiModel):
     version: int = Field(ge=0, le=MAX_INT, description="0 restores the run's base model.")
 
 
+class ReplicaSwap(ApiModel):
+    """One replica's part in a fleet-wide swap."""
+
+    url: str
+    served: PolicyVersion | None = Field(default=None, description="What it serves after the swap.")
+    seconds: float
+    error: str | None = Field(default=None, description="Why it failed; it takes no work until it catches up.")
+
+
 class SwapResult(ApiModel):
     served: PolicyVersion
     seconds: float
+    replicas: list[ReplicaSwap] = Field(default_factory=list, description="Each replica's outcome, in parallel.")
 
 
 class RollbackCommand(ApiModel):
@@ -180,12 +190,23 @@ class JudgeRead(ApiModel):
     created_at: datetime
 
 
-class GeneratorStatus(ApiModel):
-    url: str
-    healthy: bool = Field(description="The server answers.")
+class ReplicaStatus(ApiModel):
+    url: str = Field(description="Its admin URL.")
+    healthy: bool = Field(description="It answers.")
     ready: bool = Field(description="It serves weights it loaded fully (no failed swap left it broken).")
+    admitted: bool = Field(description="It takes inference work (a replica behind the fleet does not).")
+    current: bool = Field(description="It serves the fleet's version (the last swap that reached any replica).")
     served: PolicyVersion | None = None
     error: str | None = None
+
+
+class GeneratorStatus(ApiModel):
+    url: str = Field(description="The fleet as configured: one admin URL, a list, or dns+http://... .")
+    healthy: bool = Field(description="Every replica answers.")
+    ready: bool = Field(description="Every replica serves whole weights, is admitted and serves the fleet's version.")
+    served: PolicyVersion | None = Field(default=None, description="What the fleet serves (most replicas).")
+    error: str | None = None
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
 
 
 class TokenCreate(ApiModel):

@@ -284,6 +284,18 @@ class Completion(Schema):
     token_ids: list[int] = Field(default_factory=list)
     logprobs: list[float] = Field(default_factory=list)
     finish_reason: str | None = None
+    policy_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The version serving when the answer was sent (our generator says; None: "
+        "an endpoint that does not).",
+    )
+    policy_version_start: int | None = Field(
+        default=None,
+        ge=0,
+        description="The version serving when the request arrived; below ``policy_version`` "
+        "when a swap landed while the answer was generated (its tokens carry both versions' log-probs).",
+    )
 
     @model_validator(mode="after")
     def _aligned(self) -> Completion:
@@ -336,6 +348,18 @@ class PolicyVersion(Schema):
     model: str
     checkpoint_path: str | None = None
     loaded_at: datetime = Field(default_factory=utcnow)
+    admitted: bool = Field(
+        default=True,
+        description="It takes inference work. A fleet replica starts without (its generation routes answer 503) "
+        "until the gateway has brought it to the fleet's version; a replica that failed a swap the others made "
+        "loses it until it catches up.",
+    )
+
+
+class Admission(Schema):
+    """Admin route body: let a replica take inference work, or stop it until it is brought up to date."""
+
+    admitted: bool
 
 
 class WeightMode(StrEnum):

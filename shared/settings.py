@@ -85,7 +85,11 @@ class JudgeSettings(ServiceSettings):
     max_body_bytes: int = Field(
         default=16 << 20, ge=1024, description="Larger grade requests get 413 (a document and K answers fit)."
     )
-    llm_base_url: str = Field(default="http://127.0.0.1:8000/v1", description="OpenAI-compatible endpoint that judges.")
+    llm_base_url: str = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="OpenAI-compatible endpoint that judges, or a fleet of them (a comma-separated list, or "
+        "dns+http://name:port/v1): requests go to the replica with the fewest outstanding ones.",
+    )
     llm_model: str = "policy"
     llm_api_key: str = "EMPTY"
     max_parallel: int = Field(default=8, ge=1, description="Concurrent requests to the LLM endpoint.")
@@ -115,7 +119,17 @@ class GatewaySettings(ServiceSettings):
         default=f"sqlite+aiosqlite:///{DEFAULT_HOME}/gateway.db",
         validation_alias=AliasChoices("database_url", "POP_GATEWAY_DATABASE_URL", "DATABASE_URL"),
     )
-    generator_url: str = "http://127.0.0.1:8000"
+    generator_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="The training generator's admin URL, or its fleet: a comma-separated list, or "
+        "dns+http://name:port for every address a name resolves to (a headless Service, compose --scale).",
+    )
+    generator_admin_token: SecretStr | None = Field(
+        default=None, description="The generators' POP_GENERATOR_ADMIN_TOKEN, sent on every control call."
+    )
+    fleet_check_s: float = Field(
+        default=2.0, gt=0, description="How often each replica is compared with the fleet's version and brought up."
+    )
     redis_url: str = _redis_field()
     swap_timeout_s: float = 180.0
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
@@ -176,7 +190,11 @@ class SelfPlaySettings(ServiceSettings):
 
     gateway_url: str = "http://127.0.0.1:8080"
     gateway_token: SecretStr | None = _gateway_token_field()
-    generator_url: str = "http://127.0.0.1:8000"
+    generator_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The policy's inference URL, or its fleet (a comma-separated list, or dns+http://name:port): "
+        "requests go to the replica with the fewest outstanding ones.",
+    )
     generator_model: str = "policy"
     judge_url: str = "http://127.0.0.1:8100"
     redis_url: str = _redis_field()

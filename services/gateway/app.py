@@ -13,17 +13,18 @@ from redis.asyncio import Redis
 from services.gateway import auth, configs
 from services.gateway.deps import DatabaseDep, RedisDep
 from services.gateway.eval_runner import EvalRunner
+from services.gateway.fleet import FleetControl
 from services.gateway.routes import checkpoints, evals, generator, judges, metrics, run_data, runs, tokens, training
 from services.gateway.routes.dashboard import mount_dashboard
 from services.gateway.routes.responses import UNAUTHORIZED, problems
-from shared.clients.generator import GeneratorClient
+from shared.clients.generator import GeneratorFleet
 from shared.db import Database
 from shared.hosts import HostAllowlist
 from shared.limits import BodyLimit
 from shared.observability import instrument, readiness
 from shared.problems import document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, reveal
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -34,14 +35,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         await db.create_schema()
         app.state.db = db
-        app.state.generator = GeneratorClient(settings.generator_url, timeout_s=10.0)
+        app.state.generator = GeneratorFleet(
+            settings.generator_url, timeout_s=10.0, token=reveal(settings.generator_admin_token)
+        )
         app.state.settings = settings
         app.state.redis = Redis.from_url(settings.redis_url)
+        app.state.fleet = FleetControl(app.state.generator, app.state.redis, settings.swap_timeout_s)
+        reconciler = asyncio.create_task(app.state.fleet.reconcile_forever(settings.fleet_check_s), name="fleet")
         async with db.session() as session:
             await auth.warn_if_open(session, settings)
         app.state.eval_runner = EvalRunner(db, app.state.redis, settings)
         eval_task = asyncio.create_task(app.state.eval_runner.serve(), name="eval-runner")
         yield
+        reconciler.cancel()
         eval_task.cancel()
         with suppress(asyncio.CancelledError):
             await eval_task

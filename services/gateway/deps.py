@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.clients.generator import GeneratorClient
+from services.gateway.fleet import FleetControl
+from shared.clients.generator import GeneratorFleet
 from shared.db import Database
 from shared.settings import GatewaySettings
 
@@ -25,9 +26,14 @@ def get_database(request: Request) -> Database:
     return db
 
 
-def get_generator(request: Request) -> GeneratorClient:
-    client: GeneratorClient = request.app.state.generator
-    return client
+def get_generator(request: Request) -> GeneratorFleet:
+    fleet: GeneratorFleet = request.app.state.generator
+    return fleet
+
+
+def get_control(request: Request) -> FleetControl:
+    control: FleetControl = request.app.state.fleet
+    return control
 
 
 def get_redis(request: Request) -> Redis:
@@ -42,6 +48,7 @@ def get_settings(request: Request) -> GatewaySettings:
 
 DatabaseDep = Annotated[Database, Depends(get_database)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-GeneratorDep = Annotated[GeneratorClient, Depends(get_generator)]
+GeneratorDep = Annotated[GeneratorFleet, Depends(get_generator)]
+FleetDep = Annotated[FleetControl, Depends(get_control)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

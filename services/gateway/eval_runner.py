@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 
 from services.gateway import evals, swapping
-from shared.clients.generator import GeneratorClient
+from services.gateway.fleet import FleetControl
+from shared.clients.generator import GeneratorClient, GeneratorFleet
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
 from shared.db import Database, EvalRecord
@@ -137,10 +138,11 @@ class EvalRunner:
         await lock.acquire()  # waits while another gateway replica evaluates on it
         holding = asyncio.create_task(self._hold(lock))
         generator = GeneratorClient(url, timeout_s=10.0)
+        control = FleetControl(GeneratorFleet(url, timeout_s=10.0), self.redis, self.settings.swap_timeout_s, "eval")
         try:
             async with self.db.session() as session:
                 swapped = await swapping.swap_to(
-                    session, generator, target.run_id, target.version, self.settings.swap_timeout_s
+                    session, control, target.run_id, target.version, self.settings.swap_timeout_s
                 )
             report = await _score(
                 f"{url}/v1", self.settings.eval_generator_model, request, items, judge, rubric,
@@ -157,6 +159,7 @@ class EvalRunner:
             with suppress(Exception):  # it expires on its own
                 await lock.release()
             await generator.aclose()
+            await control.generators.aclose()
 
     async def _hold(self, lock: Lock) -> None:
         """Keep the eval generator's lock alive for as long as the target takes."""

@@ -7,12 +7,11 @@ a generator that would need to reload them or an eval about to swap them in.
 
 from __future__ import annotations
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.clients.generator import GeneratorClient
-from shared.clients.http import ServiceError
+from services.gateway import fleet
+from services.gateway.fleet import FleetControl
 from shared.db import EvalRecord
 from shared.evaluation.api import CheckpointTarget, EvalCreate, EvalStatus
 from shared.problems import ProblemError
@@ -20,15 +19,20 @@ from shared.problems import ProblemError
 UNFINISHED = (EvalStatus.pending.value, EvalStatus.running.value)
 
 
-async def pinned_by(session: AsyncSession, generator: GeneratorClient, run_id: str, version: int) -> list[str]:
-    """Who holds ``run_id``'s ``version``: ``generator`` and/or ``eval <id>``; [] when nobody does."""
+async def pinned_by(session: AsyncSession, control: FleetControl, run_id: str, version: int) -> list[str]:
+    """Who holds ``run_id``'s ``version``: ``generator`` (any replica, or the fleet's target a replica behind
+    will load) and/or ``eval <id>``; [] when nobody does."""
     holders = []
-    try:
-        served = await generator.policy()
-    except (httpx.HTTPError, ServiceError) as exc:  # unknown is not "free": keep it until it answers
-        raise ProblemError(503, "Generator unavailable", f"cannot tell whether it serves v{version}: {exc!r}") from exc
-    if (served.run_id, served.version) == (run_id, version):
+    wanted = await fleet.target(control.redis, control.name)
+    if wanted is not None and (wanted.run_id, wanted.version) == (run_id, version):
         holders.append("generator")
+    for outcome in await control.generators.served_all():
+        if outcome.error is not None:  # unknown is not "free": keep it until every replica answers
+            detail = f"cannot tell whether {outcome.url} serves v{version}: {outcome.error!r}"
+            raise ProblemError(503, "Generator unavailable", detail)
+        if outcome.served is not None and (outcome.served.run_id, outcome.served.version) == (run_id, version):
+            holders.append("generator")
+    holders = list(dict.fromkeys(holders))
     evals = await session.scalars(select(EvalRecord).where(EvalRecord.status.in_(UNFINISHED)))
     for record in evals:
         targets = EvalCreate.model_validate(record.request).targets

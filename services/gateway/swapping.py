@@ -9,8 +9,8 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway import store
-from shared.api import SwapResult
-from shared.clients.generator import GeneratorClient
+from services.gateway.fleet import FleetControl
+from shared.api import ReplicaSwap, SwapResult
 from shared.clients.http import ServiceError
 from shared.config import RunConfig
 from shared.modeling import ModelError, resolve_model
@@ -41,22 +41,35 @@ async def base_folder(config: RunConfig) -> str:
 
 
 async def swap_to(
-    session: AsyncSession, generator: GeneratorClient, run_id: str, version: int, timeout_s: float
+    session: AsyncSession, control: FleetControl, run_id: str, version: int, timeout_s: float
 ) -> SwapResult:
-    """Serve it without restarting vLLM; on failure the old weights keep serving and the error says why."""
+    """Serve it on every replica, in parallel, without restarting vLLM. It succeeds when any replica serves
+    it (the others are benched until the reconciler brings them up); when none does, the old weights keep
+    serving everywhere and the error is the first replica's."""
     request = await swap_request(session, run_id, version)
     started = time.perf_counter()
-    try:
-        served = await generator.swap(request, timeout_s)
-    except ServiceError as exc:
-        raise ProblemError(
-            exc.status if exc.status in (400, 504) else 502,
+    outcomes = await control.swap(request, timeout_s)
+    replicas = [
+        ReplicaSwap(url=o.url, served=o.served, seconds=o.seconds, error=None if o.error is None else repr(o.error))
+        for o in outcomes
+    ]
+    served = next((o.served for o in outcomes if o.served is not None), None)
+    if served is not None:
+        return SwapResult(served=served, seconds=time.perf_counter() - started, replicas=replicas)
+    if not outcomes:
+        raise ProblemError(503, "Generator unavailable", f"{control.generators.spec} names no replica now")
+    raise _problem(outcomes[0].error, timeout_s)
+
+
+def _problem(exc: Exception | None, timeout_s: float) -> ProblemError:
+    """A replica's failure as the gateway reports it (its 400 / 409 / 504 pass through)."""
+    if isinstance(exc, ServiceError):
+        return ProblemError(
+            exc.status if exc.status in (400, 409, 504) else 502,
             str(exc.problem.get("title", "Swap failed")),
             str(exc.problem.get("detail", "")),
-        ) from exc
-    except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:  # it took the request: the answer is late
+        )
+    if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout)):  # it took the request: the answer is late
         detail = f"no answer within {timeout_s:g}s ({exc!r}); it may still finish the swap: check GET /v1/generator"
-        raise ProblemError(504, "Swap timed out", detail) from exc
-    except httpx.HTTPError as exc:
-        raise ProblemError(503, "Generator unavailable", repr(exc)) from exc
-    return SwapResult(served=served, seconds=time.perf_counter() - started)
+        return ProblemError(504, "Swap timed out", detail)
+    return ProblemError(503, "Generator unavailable", repr(exc))

@@ -13,8 +13,8 @@ from shared.config import FilterConfig
 from shared.diversity import words
 
 DRAW_ENDING_REASONS = frozenset({
-    "doc_too_short", "doc_boilerplate", "proposal_exhausted", "mixed_policy_version", "rubric_failed",
-    "too_few_valid_answers", "no_score_variance", "service_error", "foreign_policy",
+    "doc_too_short", "doc_boilerplate", "proposal_exhausted", "mixed_policy_version", "untagged_policy_version",
+    "rubric_failed", "too_few_valid_answers", "no_score_variance", "service_error", "foreign_policy",
 })  # fmt: skip
 """Reasons that end a draw; the others reject one proposal attempt, and the proposer tries again."""
 _STOP = frozenset((

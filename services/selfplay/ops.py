@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.asyncio import Redis
 
+from shared.clients.fleet import fleet_check
 from shared.observability import http_check, ops_app
 from shared.settings import SelfPlaySettings
 
@@ -37,7 +38,7 @@ def selfplay_ops(settings: SelfPlaySettings, redis: Redis, metrics: SelfPlayMetr
     checks = {
         "redis": redis.ping,
         "gateway": http_check(f"{settings.gateway_url.rstrip('/')}/healthz"),
-        "generator": http_check(f"{settings.generator_url.rstrip('/')}/v1/models"),
+        "generator": fleet_check(settings.generator_url, "/v1/models"),
         "judge": http_check(f"{settings.judge_url.rstrip('/')}/healthz"),
     }
     return ops_app("selfplay", metrics.registry, checks)

@@ -20,7 +20,7 @@ from services.selfplay.ops import SelfPlayMetrics
 from services.selfplay.propose import constraint_criteria, propose_once, render_constraints
 from services.selfplay.solve import solve, solve_messages
 from shared.api import RunRead
-from shared.clients.generator import GeneratorClient
+from shared.clients.fleet import with_path
 from shared.clients.http import ServiceError
 from shared.clients.judge import JudgeClient
 from shared.clients.llm import ChatClient
@@ -54,10 +54,11 @@ class RunProducer:
         self.stream = EpisodeStream(redis, run.id)
         self.ledger = SynthesisLedger(redis, run.id)
         timeout = settings.request_timeout_s
-        self.policy_llm = ChatClient(f"{settings.generator_url}/v1", settings.generator_model, timeout_s=timeout)
+        # The policy's replicas (one URL, a list, or dns+http://...), requests spread over them.
+        policy = with_path(settings.generator_url, "/v1")
+        self.policy_llm = ChatClient(policy, settings.generator_model, timeout_s=timeout)
         self.proposer = self._client(self.roles.proposer, timeout)
         self.solver = self._client(self.roles.solver, timeout)
-        self.generator = GeneratorClient(settings.generator_url)
         self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=timeout)
         self.counts: Counter[str] = Counter()
         self.metrics = metrics or SelfPlayMetrics()
@@ -67,7 +68,7 @@ class RunProducer:
 
     async def aclose(self) -> None:
         clients = {id(c): c for c in (self.policy_llm, self.proposer, self.solver)}.values()
-        await asyncio.gather(*(c.aclose() for c in clients), self.generator.aclose(), self.judge.aclose())
+        await asyncio.gather(*(c.aclose() for c in clients), self.judge.aclose())
 
     async def run_forever(self) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.cfg.concurrency)]
@@ -151,19 +152,17 @@ class RunProducer:
         task = await self.propose(drawn, task_type)
         if task is None:
             return None
-        served = await self.generator.policy()
-        if served.run_id not in (None, self.run.id):
-            # The generator still serves another run's weights (this run's trainer has not swapped in
-            # its base model yet): answers from them are not this run's policy.
+        on_policy = self.roles.solver is None
+        sampled = await solve(self.solver, task, task_type, self.cfg, on_policy=on_policy)
+        if on_policy and sampled.policy_run not in (None, self.run.id):
+            # A replica still serves another run's weights (this run's trainer has not swapped in its
+            # base model yet): answers from them are not this run's policy.
             await self.reject("foreign_policy")
             await asyncio.sleep(1.0)
             return None
-        before = served.version
-        sampled = await solve(self.solver, task, task_type, self.cfg, on_policy=self.roles.solver is None)
-        after = await self.generator.policy()
-        if (after.version, after.run_id) != (before, served.run_id):
-            # A swap landed while the answers were sampled: which weights made them is unknown.
-            await self.reject("mixed_policy_version")
+        versions = self._versions(sampled.completions, on_policy)
+        if versions is None:
+            await self.reject("untagged_policy_version")
             return None
         try:
             grade = await self.judge.grade(self._grade_request(drawn, task, task_type, sampled.completions))
@@ -178,25 +177,42 @@ class RunProducer:
             Episode(
                 run_id=self.run.id,
                 task_id=task.id,
-                policy_version=before,
+                policy_version=version,
                 prompt_messages=messages,
                 prompt_token_ids=sampled.prompt_token_ids,
                 completion=completion,
                 verdicts=g.verdicts,
                 reward=g.score,
             )
-            for completion, g in zip(sampled.completions, grade.grades, strict=True)
+            for completion, g, version in zip(sampled.completions, grade.grades, versions, strict=True)
         ]
         reason = filters.group_rejection([e.reward for e in episodes], self.cfg.filters)
         if reason:
             await self.reject(reason)
             return None
         group = EpisodeGroup(
-            run_id=self.run.id, task=task, document_id=drawn.document.id, policy_version=before, episodes=episodes
+            run_id=self.run.id,
+            task=task,
+            document_id=drawn.document.id,
+            policy_version=min(versions),
+            episodes=episodes,
         )
         await self.stream.append(group)
         await self._made(group)
         return group
+
+    def _versions(self, completions: list[Completion], on_policy: bool) -> list[int] | None:
+        """Each answer's policy version: the oldest whose weights made any of its tokens (the one it started
+        on), as the generator tagged it. A swap in flight no longer costs the group: its answers keep their own
+        versions and their tokens the behaviour log-probs GRPO's clipped ratio needs. None: the policy endpoint
+        does not tag its answers, so their version is unknown.
+        A teacher's answers are not the policy's: they get the newest version the policy has shown us."""
+        if not on_policy:
+            return [self.policy_llm.newest_version or 0] * len(completions)
+        versions = [c.policy_version_start for c in completions]
+        if any(v is None for v in versions):
+            return None
+        return [v for v in versions if v is not None]
 
     def _grade_request(
         self, drawn: Drawn, task: Task, task_type: TaskType, completions: list[Completion]

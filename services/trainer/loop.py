@@ -166,6 +166,7 @@ class RunTrainer:
             "reward_std": statistics.pstdev(rewards) if len(rewards) > 1 else 0.0,
             "staleness_max": float(max(self.version - g.policy_version for g in groups)),
             **{f"staleness_{k}": float(n) for k, n in Counter(self.version - g.policy_version for g in groups).items()},
+            "groups_spanning_swap": float(sum(_spans_swap(g) for g in groups)),
             "wait_seconds": waited,
             **group_metrics(groups),
             **reward_breakdown(groups),
@@ -294,3 +295,13 @@ class RunTrainer:
         """Paused, ended, or (paused and resumed meanwhile) handed to another trainer: let go of it."""
         if run.status is not RunStatus.running or run.trainer != self.settings.consumer_name:
             raise RunStopped
+
+
+def _spans_swap(group: EpisodeGroup) -> bool:
+    """Its answers came from more than one policy version (a swap landed while they were generated): kept,
+    and trained with the behaviour log-probs each token carries."""
+    versions = {e.policy_version for e in group.episodes}
+    for e in group.episodes:
+        if e.completion.policy_version is not None:
+            versions.add(e.completion.policy_version)
+    return len(versions) > 1

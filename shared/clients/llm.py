@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from openai import AsyncOpenAI, BadRequestError
+from openai import APIConnectionError, APIStatusError, AsyncOpenAI, BadRequestError
 
+from shared.clients.fleet import Fleet, Replica
 from shared.schemas import ChatMessage, Completion, ModelEndpoint
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,26 @@ def _refuses_structured_output(exc: BadRequestError) -> bool:
 
 @dataclass
 class Sampled:
-    """Completions plus the exact prompt token ids the generator saw."""
+    """Completions plus the exact prompt token ids the generator saw, and the run whose weights served."""
 
     prompt_token_ids: list[int]
     completions: list[Completion]
+    policy_run: str | None = None
+
+
+VERSION, VERSION_START, RUN = "x-policy-version", "x-policy-version-start", "x-policy-run"
+"""Response headers of our generator: the version serving when the answer was sent and when the request
+arrived (they differ when a swap landed in flight), and the run whose weights those are."""
+
+
+def _version(headers: Any, name: str) -> int | None:
+    value = headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _retryable(exc: Exception) -> bool:
+    """Another replica may answer: this one is unreachable, or refuses work until the fleet syncs it."""
+    return isinstance(exc, APIConnectionError) or (isinstance(exc, APIStatusError) and exc.status_code == 503)
 
 
 class ChatClient:
@@ -61,13 +78,50 @@ class ChatClient:
         self.model, self.max_parallel = model, max_parallel
         self.structured = structured
         """Ask for ``json_schema`` output; turned off for good when the endpoint refuses it."""
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout_s, max_retries=2)
+        self.fleet = Fleet(base_url)
+        """One endpoint, or a fleet of replicas (``a,b`` or ``dns+http://...``): see shared/clients/fleet.py."""
+        self._api_key, self._timeout_s = api_key, timeout_s
+        self._clients: dict[str, AsyncOpenAI] = {}
         self._slots = asyncio.Semaphore(max_parallel)
-        # Typed loosely on purpose: vLLM extensions (return_token_ids, ...) are not in openai's types.
-        self._completions: Any = self._client.chat.completions
+        self.newest_version: int | None = None
+        """The newest policy version any response has been tagged with (our generator tags each one)."""
+
+    def _client(self, url: str) -> AsyncOpenAI:
+        if url not in self._clients:
+            # A fleet retries on another replica itself; one endpoint keeps openai's own retries.
+            retries = 2 if self.fleet.single else 0
+            self._clients[url] = AsyncOpenAI(
+                base_url=url, api_key=self._api_key, timeout=self._timeout_s, max_retries=retries
+            )
+        return self._clients[url]
 
     async def aclose(self) -> None:
-        await self._client.close()
+        await asyncio.gather(*(c.close() for c in self._clients.values()))
+
+    async def _create(self, **kwargs: Any) -> tuple[Any, Any]:
+        """One chat completion on the least-busy replica, moving to another while one cannot take it;
+        returns (the parsed response, the response headers)."""
+        attempts = 1 if self.fleet.single else 3 * max(1, len(self.fleet.replicas))
+        for attempt in range(attempts):
+            async with self.fleet.lease() as replica:
+                try:
+                    return await self._call(replica, kwargs)
+                except Exception as exc:
+                    if not _retryable(exc) or attempt == attempts - 1:
+                        raise
+                    log.info("replica %s refused or unreachable (%s); trying another", replica.url, type(exc).__name__)
+                    self.fleet.bench(replica)
+            await asyncio.sleep(min(1.0, 0.1 * (attempt + 1)))
+        raise AssertionError("unreachable")
+
+    async def _call(self, replica: Replica, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        # Typed loosely on purpose: vLLM extensions (return_token_ids, ...) are not in openai's types.
+        completions: Any = self._client(replica.url).chat.completions
+        raw = await completions.with_raw_response.create(**kwargs)
+        version = _version(raw.headers, VERSION)
+        if version is not None and (self.newest_version is None or version > self.newest_version):
+            self.newest_version = version
+        return raw.parse(), raw.headers
 
     async def json_chat(
         self, messages: list[ChatMessage], schema: dict[str, Any], max_tokens: int, temperature: float = 0.0
@@ -114,9 +168,10 @@ class ChatClient:
         else:
             hint = f"\n\nReply with one JSON object only, matching this JSON schema:\n{json.dumps(schema)}"
             payload[-1] = {**payload[-1], "content": payload[-1]["content"] + hint}
-        return await self._completions.create(
+        response, _ = await self._create(
             model=self.model, messages=payload, max_tokens=max_tokens, temperature=temperature, **extra
         )
+        return response
 
     @classmethod
     def for_endpoint(cls, endpoint: ModelEndpoint, timeout_s: float = 300.0, max_parallel: int = 8) -> ChatClient:
@@ -139,21 +194,31 @@ class ChatClient:
         with_tokens: bool = True,
         seed: int | None = None,
     ) -> Sampled:
-        """n answers in one request; ``with_tokens`` asks for token ids and log-probs (vLLM extensions);
-        a ``seed`` makes the draw repeatable on the same weights (evaluations)."""
+        """n answers; ``with_tokens`` asks for token ids and log-probs (vLLM extensions); a ``seed`` makes the
+        draw repeatable on the same weights (evaluations). One endpoint gets one request with ``n``; a fleet
+        gets n requests of one answer, spread over its replicas, each answer tagged with its own version."""
         extra: dict[str, Any] = {"logprobs": True, "extra_body": {"return_token_ids": True}} if with_tokens else {}
         if seed is not None:
             extra["seed"] = seed
+        request = {"model": self.model, "messages": [m.model_dump() for m in messages], "max_tokens": max_tokens}
+        request |= {"temperature": temperature, **extra}
+        if seed is None and n > 1 and (len(await self.fleet.refresh()) > 1):
+            parts = await asyncio.gather(*(self._sample_one(request, 1) for _ in range(n)))
+        else:
+            parts = [await self._sample_one(request, n)]
+        runs = {p.policy_run for p in parts}
+        return Sampled(
+            prompt_token_ids=parts[0].prompt_token_ids,
+            completions=[c for p in parts for c in p.completions],
+            # Answers from replicas serving different runs' weights: the caller sees it and drops them.
+            policy_run=runs.pop() if len(runs) == 1 else "|".join(sorted(r or "" for r in runs)),
+        )
+
+    async def _sample_one(self, request: dict[str, Any], n: int) -> Sampled:
         async with self._slots:
-            response = await self._completions.create(
-                model=self.model,
-                messages=[m.model_dump() for m in messages],
-                n=n,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                **extra,
-            )
+            response, headers = await self._create(**request, n=n)
         raw = response.model_dump()
+        version, start = _version(headers, VERSION), _version(headers, VERSION_START)
         completions = []
         for choice in raw["choices"]:
             content = (choice.get("logprobs") or {}).get("content") or []
@@ -163,6 +228,12 @@ class ChatClient:
                     token_ids=list(choice.get("token_ids") or []),
                     logprobs=[float(t["logprob"]) for t in content],
                     finish_reason=choice.get("finish_reason"),
+                    policy_version=version,
+                    policy_version_start=start if start is not None else version,
                 )
             )
-        return Sampled(prompt_token_ids=list(raw.get("prompt_token_ids") or []), completions=completions)
+        return Sampled(
+            prompt_token_ids=list(raw.get("prompt_token_ids") or []),
+            completions=completions,
+            policy_run=headers.get(RUN) or None,
+        )

@@ -8,7 +8,7 @@ import httpx
 from fastapi import APIRouter, Path, Response
 
 from services.gateway import pins, store, swapping
-from services.gateway.deps import GeneratorDep, SessionDep, SettingsDep
+from services.gateway.deps import FleetDep, GeneratorDep, SessionDep, SettingsDep
 from services.gateway.routes.generator import SWAP_ERRORS
 from services.gateway.routes.responses import CONFLICT, NOT_FOUND, problems
 from shared.api import MAX_INT, CheckpointRead, RollbackCommand, RunStatus, SwapResult
@@ -39,11 +39,11 @@ async def get_checkpoint(run_id: str, version: Version, session: SessionDep) -> 
     status_code=204,
     responses={**NOT_FOUND, **problems(_409="The generator serves it or an unfinished eval names it"), **UNAVAILABLE},
 )
-async def delete_checkpoint(run_id: str, version: Version, session: SessionDep, generator: GeneratorDep) -> Response:
+async def delete_checkpoint(run_id: str, version: Version, session: SessionDep, control: FleetDep) -> Response:
     """Forget a version pruned from storage (the trainer's ``keep_last``); the trainer deletes its folder only
     after this answers 204. 409 while the generator serves it or an unfinished eval names it."""
     record = await store.get_checkpoint(session, run_id, version)
-    holders = await pins.pinned_by(session, generator, run_id, version)
+    holders = await pins.pinned_by(session, control, run_id, version)
     if holders:
         raise ProblemError(409, "Checkpoint in use", f"run {run_id} v{version} is held by {', '.join(holders)}")
     await session.delete(record)
@@ -53,15 +53,20 @@ async def delete_checkpoint(run_id: str, version: Version, session: SessionDep, 
 
 @router.post("/checkpoints/{version}/promote", response_model=SwapResult, responses=SWAP_ERRORS)
 async def promote(
-    run_id: str, version: Version, session: SessionDep, generator: GeneratorDep, settings: SettingsDep
+    run_id: str, version: Version, session: SessionDep, control: FleetDep, settings: SettingsDep
 ) -> SwapResult:
     """Serve this version now (0: the run's base model). A running run's trainer swaps forward at its next update."""
-    return await swapping.swap_to(session, generator, run_id, version, settings.swap_timeout_s)
+    return await swapping.swap_to(session, control, run_id, version, settings.swap_timeout_s)
 
 
 @router.post("/rollback", response_model=SwapResult, responses={**SWAP_ERRORS, **CONFLICT})
 async def rollback(
-    run_id: str, command: RollbackCommand, session: SessionDep, generator: GeneratorDep, settings: SettingsDep
+    run_id: str,
+    command: RollbackCommand,
+    session: SessionDep,
+    generator: GeneratorDep,
+    control: FleetDep,
+    settings: SettingsDep,
 ) -> SwapResult:
     """Serve an earlier version of a run that is not training (pause it first): by default, the one
     before the version the generator serves now."""
@@ -82,4 +87,4 @@ async def rollback(
     if target >= run.policy_version:
         detail = f"v{target} is not earlier than run {run_id}'s newest version v{run.policy_version}"
         raise ProblemError(409, "Not a rollback", detail)
-    return await swapping.swap_to(session, generator, run_id, target, settings.swap_timeout_s)
+    return await swapping.swap_to(session, control, run_id, target, settings.swap_timeout_s)

@@ -1,0 +1,125 @@
+"""The training generator as a fleet: swaps fan out to every replica, and a replica that restarted,
+failed a swap or fell behind is brought to the fleet's version before it takes work again.
+
+The fleet's *target* is the last swap that reached at least one replica (the whole SwapRequest, with
+its checksums), kept in Redis so every gateway replica and a restarted gateway share it. A
+reconciler compares each replica with it every ``fleet_check_s``: one behind is swapped to it (which
+admits it), one already there but not admitted (a fresh replica with nothing to load) is admitted.
+Replicas started with ``POP_GENERATOR_WAIT_FOR_FLEET=true`` refuse generation (503) until then, so
+producers, which move a refused request to another replica, never sample from a stale one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+from shared.api import ReplicaStatus
+from shared.clients.generator import GeneratorFleet, ReplicaOutcome
+from shared.clients.http import ServiceError
+from shared.schemas import PolicyVersion, SwapRequest
+
+log = logging.getLogger(__name__)
+TARGET_KEY = "pop:generator:{name}:target"
+
+
+async def target(redis: Redis, name: str = "training") -> SwapRequest | None:
+    """The ``name`` fleet's version: what its last swap that reached any replica loaded."""
+    raw = await redis.get(TARGET_KEY.format(name=name))
+    return None if raw is None else SwapRequest.model_validate_json(raw)
+
+
+def same(served: PolicyVersion | None, request: SwapRequest | None) -> bool:
+    """Whether a replica serves what ``request`` names (no target: whatever it serves is right)."""
+    if request is None:
+        return True
+    return served is not None and (served.run_id, served.version) == (request.run_id, request.version)
+
+
+class FleetControl:
+    """Swaps and reconciliation for the gateway; one fleet-wide change at a time in this process."""
+
+    def __init__(self, generators: GeneratorFleet, redis: Redis, swap_timeout_s: float, name: str = "training") -> None:
+        self.generators, self.redis, self.swap_timeout_s = generators, redis, swap_timeout_s
+        self.name = name
+        """Which fleet: the training generator's, or the one kept for evals ("eval")."""
+        self.lock = asyncio.Lock()
+        self.last_errors: dict[str, str] = {}
+
+    async def swap(self, request: SwapRequest, timeout_s: float) -> list[ReplicaOutcome]:
+        """Every replica loads ``request`` in parallel. When some did, it becomes the target and the ones
+        that failed stop taking work until the reconciler brings them up; when none did, the fleet serves
+        on as it was and nothing changes."""
+        async with self.lock:
+            outcomes = await self.generators.each(lambda c: c.swap(request, timeout_s))
+            if any(o.served is not None for o in outcomes):
+                await self.redis.set(TARGET_KEY.format(name=self.name), request.model_dump_json())
+                for o in outcomes:
+                    if o.error is not None:
+                        log.warning("replica %s failed the swap to v%d (%r); benched", o.url, request.version, o.error)
+                        self.last_errors[o.url] = repr(o.error)
+                        with contextlib.suppress(Exception):
+                            await self.generators.client(o.url).admit(False)
+            return outcomes
+
+    async def reconcile_once(self) -> list[str]:
+        """Bring every replica to the target (or admit it where it already is); returns the URLs acted on."""
+        if self.lock.locked():
+            return []  # a fleet-wide swap is under way: it decides what each replica serves
+        async with self.lock:
+            wanted = await target(self.redis, self.name)
+            acted = []
+            for outcome in await self.generators.served_all():
+                served = outcome.served
+                if served is None or (served.admitted and same(served, wanted)):
+                    continue
+                acted.append(outcome.url)
+                client = self.generators.client(outcome.url)
+                try:
+                    if wanted is not None and not same(served, wanted):
+                        log.info("replica %s serves %s v%d; bringing it to v%d",
+                                 outcome.url, served.run_id, served.version, wanted.version)  # fmt: skip
+                        await client.swap(wanted, self.swap_timeout_s)
+                    await client.admit(True)
+                    self.last_errors.pop(outcome.url, None)
+                except Exception as exc:  # it stays benched; the next round tries again
+                    self.last_errors[outcome.url] = repr(exc)
+                    log.warning("replica %s could not be brought up: %r", outcome.url, exc)
+            return acted
+
+    async def reconcile_forever(self, every_s: float) -> None:
+        while True:
+            try:
+                await self.reconcile_once()
+            except Exception:  # Redis or the network: try again next round
+                log.exception("fleet reconciliation failed")
+            await asyncio.sleep(every_s)
+
+    async def replicas(self) -> list[ReplicaStatus]:
+        """What each replica serves now, whether it takes work, and whether it is whole."""
+        wanted = await target(self.redis, self.name)
+        outcomes = await self.generators.served_all()
+        ready = await asyncio.gather(*(self.generators.client(o.url).ready() for o in outcomes), return_exceptions=True)
+        return [
+            ReplicaStatus(
+                url=o.url,
+                healthy=o.served is not None,
+                ready=r is True,
+                admitted=o.served is not None and o.served.admitted,
+                current=same(o.served, wanted),
+                served=o.served,
+                error=_error(o.error) or self.last_errors.get(o.url),
+            )
+            for o, r in zip(outcomes, ready, strict=True)
+        ]
+
+
+def _error(exc: Exception | None) -> str | None:
+    if exc is None:
+        return None
+    if isinstance(exc, ServiceError):
+        return f"{exc.status}: {exc.problem.get('title', '')} {exc.problem.get('detail', '')}".strip()
+    return repr(exc)
