@@ -12,8 +12,11 @@ what a step writes for the 1.5B model: the served version (bf16, sharded) and th
 the GPU, SmolLM2-135M-Instruct served in bf16, 3 steps with hot-swaps, then rollbacks to v1 and v0;
 step and swap times.
 
+``nccl``: ``benchmarks/nccl_sync.py``: the trainer's NCCL weight sync to two generator replicas (needs vLLM).
+
     python -m benchmarks.gpu_smoke trainer [--updates 3]
     python -m benchmarks.gpu_smoke loop [--model pop/smollm2-135m-instruct] [--dtype bfloat16]
+    python -m benchmarks.gpu_smoke nccl [--model pop/smollm2-135m-instruct] [--pushes 3]
 """
 
 from __future__ import annotations
@@ -225,9 +228,16 @@ def main() -> None:
     lp.add_argument("--model", default="pop/smollm2-135m-instruct")
     lp.add_argument("--dtype", default="bfloat16")
     lp.add_argument("--steps", type=int, default=3)
+    nc = sub.add_parser("nccl", help="NCCL weight sync from a trainer to two generator replicas (vLLM needed)")
+    nc.add_argument("--model", default="pop/smollm2-135m-instruct")
+    nc.add_argument("--pushes", type=int, default=3)
     args = parser.parse_args()
     if args.part == "trainer":
         trainer(args.updates)
+    elif args.part == "nccl":
+        from benchmarks import nccl_sync
+
+        nccl_sync.run(args.model, args.pushes)
     else:
         loop(args.model, args.dtype, args.steps)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -113,6 +113,11 @@ class SwapCommand(ApiModel):
 
     run_id: str
     version: int = Field(ge=0, le=MAX_INT, description="0 restores the run's base model.")
+    transport: Literal["disk", "nccl"] = Field(
+        default="disk",
+        description="'nccl': the trainer already pushed this version's weights to every replica by NCCL; the "
+        "gateway forwards it in each replica's SwapRequest, which then records the version instead of loading it.",
+    )
 
 
 class ReplicaSwap(ApiModel):

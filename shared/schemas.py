@@ -379,6 +379,13 @@ class SwapRequest(Schema):
         description="file name -> sha256 (the manifest's): every weights file (each shard and the index) is "
         "verified before the served weights are touched, and a weights file not listed is refused.",
     )
+    transport: Literal["disk", "nccl"] = Field(
+        default="disk",
+        description="'disk': load the checkpoint at ``path``. 'nccl': the trainer has already broadcast this "
+        "version's full weights into the engine (vLLM's weight-transfer routes, committed with weight_version "
+        "'<run_id>:v<version>'): check that tag, record the version (``path`` is its durable copy, for rollbacks "
+        "and restarts), reset the prefix cache and end the trainer's hold; nothing is read from disk.",
+    )
 
 
 class HoldRequest(Schema):

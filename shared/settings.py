@@ -8,12 +8,13 @@ deployments expect.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path(".pop")
+WeightSync = Literal["disk", "nccl"]
 
 
 def _redis_field() -> str:
@@ -70,6 +71,12 @@ class GeneratorSettings(ServiceSettings):
     max_lora_rank: int = Field(default=16, description="Largest adapter rank the server accepts.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
+    weight_sync: WeightSync = Field(
+        default="disk",
+        description="How new weights arrive (the trainer's POP_TRAINER_WEIGHT_SYNC): 'disk' reloads each version "
+        "from the checkpoint folder; 'nccl' also starts vLLM's NCCL weight-transfer engine (--weight-transfer-config), "
+        "so the trainer broadcasts full weights into GPU memory. Needs CUDA; LoRA adapters always load from disk.",
+    )
 
     @field_validator("model_revision", mode="before")
     @classmethod
@@ -243,3 +250,54 @@ class TrainerSettings(ServiceSettings):
         description="How long a gateway call or a stream acknowledgement is retried while what it calls restarts "
         "(the gateway, its database, Redis, the generator) before the run is failed.",
     )
+    weight_sync: WeightSync = Field(
+        default="disk",
+        description="How each new version reaches the generators. 'disk': the gateway tells them to reload the "
+        "served version this trainer wrote. 'nccl': rank 0 broadcasts the full weights (served dtype) to every "
+        "replica in weight_sync_urls with vLLM's NCCL weight-transfer engine, then the gateway only records the "
+        "version; the served version is still written each step (rollbacks, restarted replicas). Needs CUDA "
+        "here and on the generators (POP_GENERATOR_WEIGHT_SYNC=nccl); full weights only (LoRA runs are refused).",
+    )
+    weight_sync_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="nccl: every generator replica's base URL for its weight-transfer and hold routes (vLLM's "
+        "/init_weight_transfer_engine ... /finish_weight_update, /get_world_size, /weight_info; POP's "
+        "/v1/policy/hold), comma separated: the admin port where the generator has one.",
+    )
+    weight_sync_token: SecretStr | None = Field(
+        default=None, description="nccl: bearer token for those routes, when the generators require one."
+    )
+    weight_sync_master_address: str = Field(
+        default="127.0.0.1",
+        description="nccl: this trainer's address as the generators reach it (NCCL's rendezvous, rank 0 here).",
+    )
+    weight_sync_master_port: int = Field(
+        default=29600, gt=0, lt=65536, description="nccl: the rendezvous port (TCP) the generators connect to."
+    )
+
+    _split = field_validator("weight_sync_urls", mode="before")(_comma_separated)
+
+    @model_validator(mode="after")
+    def _nccl_needs_replicas(self) -> Self:
+        if self.weight_sync == "nccl" and not self.weight_sync_urls:
+            raise ValueError(
+                "POP_TRAINER_WEIGHT_SYNC=nccl needs POP_TRAINER_WEIGHT_SYNC_URLS: every generator replica's URL"
+            )
+        return self
+
+
+def weight_sync_refusal(env: str, weight_sync: str, cuda: bool, lora: bool = False) -> str | None:
+    """Why ``weight_sync`` cannot work here, naming the variable ``env`` that chose it (None: it can).
+
+    Checked at start (a trainer or generator that cannot do what it was told stops with this, instead of
+    hanging in a rendezvous later) and, for LoRA, when a run is claimed."""
+    if weight_sync != "nccl":
+        return None
+    if not cuda:
+        return f"{env}=nccl needs CUDA (NCCL broadcasts between GPUs) and this machine has none: use {env}=disk"
+    if lora:
+        return (
+            f"{env}=nccl pushes full weights; LoRA adapters load from disk (load_lora_adapter): "
+            f"use {env}=disk for weight_mode: lora"
+        )
+    return None

@@ -9,7 +9,7 @@ from shared.logs import setup_logging
 from shared.modeling import ModelError, resolve_model
 from shared.modeling.hub import hub_cache
 from shared.modeling.registry import models_dir
-from shared.settings import GeneratorSettings
+from shared.settings import GeneratorSettings, weight_sync_refusal
 
 
 def _cpu_environment(settings: GeneratorSettings) -> None:
@@ -23,7 +23,16 @@ def _cpu_environment(settings: GeneratorSettings) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{max(0, (os.cpu_count() or 1) - 1)}")
 
 
-def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
+def vllm_argv(settings: GeneratorSettings, model_path: str, cuda: bool | None = None) -> list[str]:
+    """vLLM's command line for these settings; ``cuda``: whether this machine has a CUDA device (None: ask torch)."""
+    if settings.weight_sync == "nccl":
+        if cuda is None:
+            import torch
+
+            cuda = torch.cuda.is_available()
+        refusal = weight_sync_refusal("POP_GENERATOR_WEIGHT_SYNC", "nccl", cuda)
+        if refusal is not None:
+            raise SystemExit(f"generator: {refusal}")
     argv = [
         "--model", model_path,
         "--served-model-name", settings.served_model_name,
@@ -44,6 +53,9 @@ def vllm_argv(settings: GeneratorSettings, model_path: str) -> list[str]:
         argv.append("--enforce-eager")
     if settings.enable_lora:
         argv += ["--enable-lora", "--max-lora-rank", str(settings.max_lora_rank), "--max-loras", "2"]
+    if settings.weight_sync == "nccl":
+        # The engine joins the trainer's NCCL group when the trainer calls /init_weight_transfer_engine.
+        argv += ["--weight-transfer-config", '{"backend": "nccl"}']
     return argv + shlex.split(settings.extra_args)
 
 

@@ -20,7 +20,7 @@ from shared.clients.gateway import GatewayClient
 from shared.config import RunConfig
 from shared.logs import setup_logging
 from shared.observability import serve_ops
-from shared.settings import TrainerSettings, reveal
+from shared.settings import TrainerSettings, reveal, weight_sync_refusal
 
 log = logging.getLogger("trainer")
 
@@ -75,6 +75,17 @@ def offline(argv: list[str]) -> None:
     log.info("offline DPO: %d steps, checkpoint %s (sha256 %s)", len(history), path, manifest.files)
 
 
+def check_weight_sync(settings: TrainerSettings) -> None:
+    """Stop at start, naming the setting, when the weight sync asked for cannot work on this machine."""
+    if settings.weight_sync == "disk":
+        return
+    import torch
+
+    refusal = weight_sync_refusal("POP_TRAINER_WEIGHT_SYNC", settings.weight_sync, torch.cuda.is_available())
+    if refusal is not None:
+        raise SystemExit(f"trainer: {refusal}")
+
+
 def main() -> None:
     settings = TrainerSettings()
     setup_logging("trainer", settings.log_level)
@@ -85,6 +96,7 @@ def main() -> None:
     if sys.argv[1:2] == ["offline"]:
         offline(sys.argv[2:])
         return
+    check_weight_sync(settings)
     replicas = start(settings.sharding)  # under ``accelerate launch``: rank 0 serves, the other ranks follow it
     if replicas is not None and not replicas.is_main:
         follow(replicas)

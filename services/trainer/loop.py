@@ -31,6 +31,7 @@ from services.trainer.policy import Policy
 from services.trainer.resume import resume
 from services.trainer.retry import persist
 from services.trainer.saving import Saver
+from services.trainer.transport import DiskTransport, WeightTransport, make_transport
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
 from shared.clients.generator import GeneratorClient
@@ -75,6 +76,7 @@ class RunTrainer:
         self._covered_step = run.step
         self.summary: dict[str, Any] = {}
         self._served_checked = 0.0
+        self.transport: WeightTransport = DiskTransport()
 
     async def train(self) -> None:
         self.metrics.watch(self.stream)
@@ -84,6 +86,8 @@ class RunTrainer:
             self.policy, self.step, self.version = resumed.policy, resumed.step, resumed.version
             self.counts, self.reclaimed, self._covered_step = resumed.counts, resumed.reclaimed, resumed.step
             self.metrics.policy_version.labels(self.run.id).set(self.version)
+            self.transport = make_transport(self.settings, self.run.id, self.saver.dtype, self.cfg.weight_mode)
+            self.saver.keep_gathered = self.transport.name == "nccl"
             if (self.version == 0 or resumed.rewound) and self.cfg.swap_after_update:
                 # The generator may serve another run's weights, or a version about to be rewritten.
                 command = SwapCommand(run_id=self.run.id, version=self.version)
@@ -108,6 +112,7 @@ class RunTrainer:
                 log.exception("could not report the failure of run %s", self.run.id)
         finally:
             self.metrics.watch(None)
+            self.transport.close()
             if self.replicas is not None and self.policy is not None:
                 self.replicas.broadcast(Message("release"))  # the other ranks free their copy too
             if self.generator is not None:
@@ -190,9 +195,15 @@ class RunTrainer:
             elif self.saver.state_done:
                 await self._finish_state()
             await self._prune()
+        gathered, self.saver.gathered = self.saver.gathered, None
         if self.cfg.swap_after_update:
             command = SwapCommand(run_id=self.run.id, version=version)
             with self.metrics.phase("swap"):
+                if self.transport.name != "disk":  # pushed: the swap only records the version
+                    if await asyncio.to_thread(self.transport.push, policy.model, version, gathered):
+                        command = SwapCommand(run_id=self.run.id, version=version, transport="nccl")
+                    else:
+                        self.counts["weight_sync_fallbacks"] += 1
                 swap = await self._call(f"swap to v{version}", lambda: self.gateway.swap(command))
             log.info(
                 "run %s: step %d, generator serves v%d (%.2fs)",

@@ -28,6 +28,9 @@ class Saver:
         self.root = Path(settings.checkpoint_dir)
         self.dtype = served_dtype(settings.served_dtype, resolve_model(config.model, config.model_revision))
         self.pending: state.PendingState | None = None
+        self.keep_gathered = False
+        self.gathered: dict[str, Any] | None = None
+        """FSDP under NCCL weight sync: the last served version's whole weights, which rank 0 then pushes."""
 
     def served(
         self, policy: Policy, version: int, step: int, consumed: list[str], dropped: dict[str, str]
@@ -36,6 +39,7 @@ class Saver:
         if policy.sharded:
             self._tell(Message("gather"))
             weights = sharding.full_state_dict(policy.model)
+            self.gathered = weights if self.keep_gathered else None
         cfg = self.config
         return save_checkpoint(
             policy.model, policy.tokenizer, self.root, self.run_id, version, step, cfg.model,
