@@ -18,7 +18,7 @@ import logging
 from redis.asyncio import Redis
 
 from shared.api import ReplicaStatus
-from shared.clients.generator import GeneratorFleet, ReplicaOutcome
+from shared.clients.generator import GeneratorClient, GeneratorFleet, ReplicaOutcome
 from shared.clients.http import ServiceError
 from shared.schemas import PolicyVersion, SwapRequest
 
@@ -54,9 +54,11 @@ class FleetControl:
         that failed stop taking work until the reconciler brings them up; when none did, the fleet serves
         on as it was and nothing changes."""
         async with self.lock:
-            outcomes = await self.generators.each(lambda c: c.swap(request, timeout_s))
+            outcomes = await self.generators.each(lambda c: self._swap_one(c, request, timeout_s))
             if any(o.served is not None for o in outcomes):
-                await self.redis.set(TARGET_KEY.format(name=self.name), request.model_dump_json())
+                # A replica brought up later reads it from disk: the push reached only those on the group.
+                durable = request.model_copy(update={"transport": "disk"})
+                await self.redis.set(TARGET_KEY.format(name=self.name), durable.model_dump_json())
                 for o in outcomes:
                     if o.error is not None:
                         log.warning("replica %s failed the swap to v%d (%r); benched", o.url, request.version, o.error)
@@ -64,6 +66,19 @@ class FleetControl:
                         with contextlib.suppress(Exception):
                             await self.generators.client(o.url).admit(False)
             return outcomes
+
+    @staticmethod
+    async def _swap_one(client: GeneratorClient, request: SwapRequest, timeout_s: float) -> PolicyVersion:
+        """A replica that did not take the trainer's NCCL push (it restarted, or is not on the transfer group)
+        loads the same version from disk instead."""
+        try:
+            return await client.swap(request, timeout_s)
+        except ServiceError as exc:
+            if request.transport != "nccl" or exc.status != 409:
+                raise
+            log.info("replica %s has not the pushed v%d (%s); loading it from disk", client.base_url,
+                     request.version, exc.problem.get("detail"))  # fmt: skip
+            return await client.swap(request.model_copy(update={"transport": "disk"}), timeout_s)
 
     async def reconcile_once(self) -> list[str]:
         """Bring every replica to the target (or admit it where it already is); returns the URLs acted on."""

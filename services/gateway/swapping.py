@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Literal
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,12 +42,19 @@ async def base_folder(config: RunConfig) -> str:
 
 
 async def swap_to(
-    session: AsyncSession, control: FleetControl, run_id: str, version: int, timeout_s: float
+    session: AsyncSession,
+    control: FleetControl,
+    run_id: str,
+    version: int,
+    timeout_s: float,
+    transport: Literal["disk", "nccl"] = "disk",
 ) -> SwapResult:
     """Serve it on every replica, in parallel, without restarting vLLM. It succeeds when any replica serves
     it (the others are benched until the reconciler brings them up); when none does, the old weights keep
     serving everywhere and the error is the first replica's."""
     request = await swap_request(session, run_id, version)
+    if transport == "nccl" and version > 0:  # the trainer pushed the weights: replicas record the version
+        request = request.model_copy(update={"transport": "nccl"})
     started = time.perf_counter()
     outcomes = await control.swap(request, timeout_s)
     replicas = [

@@ -57,4 +57,6 @@ async def swap_weights(
     command: SwapCommand, session: SessionDep, control: FleetDep, settings: SettingsDep
 ) -> SwapResult:
     """Serve a run's checkpoint (or, for version 0, its base model) on every replica, without restarting vLLM."""
-    return await swapping.swap_to(session, control, command.run_id, command.version, settings.swap_timeout_s)
+    return await swapping.swap_to(
+        session, control, command.run_id, command.version, settings.swap_timeout_s, command.transport
+    )
