@@ -37,6 +37,10 @@ def _allowed_hosts_field(what: str) -> list[str]:
     )
 
 
+def _admin_token_field() -> SecretStr | None:
+    return Field(default=None, description="The generator's admin token (POP_GENERATOR_ADMIN_TOKEN), if it has one.")
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -49,7 +53,19 @@ class ServiceSettings(BaseSettings):
 class GeneratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_GENERATOR_", extra="ignore", populate_by_name=True)
 
-    port: int = 8000
+    port: int = Field(default=8000, description="Inference: vLLM's OpenAI routes, /healthz, /readyz, /metrics.")
+    admin_port: int = Field(
+        default=8001,
+        description="Control: the swap, hold and policy routes (and probes, /metrics). Expose it to the gateway "
+        "and the trainer only; the inference port serves none of these.",
+    )
+    admin_host: str | None = Field(default=None, description="Address of the admin port; None: the same as host.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every admin route but /healthz and /readyz wants it as a bearer token; the gateway "
+        "(POP_GATEWAY_GENERATOR_TOKEN), the trainer (POP_TRAINER_COLOCATED_GENERATOR_TOKEN) and the producer "
+        "(POP_SELFPLAY_GENERATOR_ADMIN_TOKEN) send it.",
+    )
     model: str = Field(
         default="pop/smollm2-135m-instruct",
         description="The served base: a Hub id (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN apply), a folder or a pop/ alias.",
@@ -71,10 +87,11 @@ class GeneratorSettings(ServiceSettings):
     tensor_parallel_size: int = Field(default=1, ge=1, description="GPUs one model is sharded over (vLLM).")
     extra_args: str = Field(default="", description="Further vLLM CLI flags, space separated.")
 
-    @field_validator("model_revision", mode="before")
+    @field_validator("model_revision", "admin_host", "admin_token", mode="before")
     @classmethod
     def _empty_is_main(cls, value: object) -> object:
-        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``."""
+        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``;
+        likewise an empty admin host or token."""
         return None if value == "" else value
 
 
@@ -115,7 +132,10 @@ class GatewaySettings(ServiceSettings):
         default=f"sqlite+aiosqlite:///{DEFAULT_HOME}/gateway.db",
         validation_alias=AliasChoices("database_url", "POP_GATEWAY_DATABASE_URL", "DATABASE_URL"),
     )
-    generator_url: str = "http://127.0.0.1:8000"
+    generator_url: str = Field(
+        default="http://127.0.0.1:8001", description="The generator's admin port: swaps, holds, what it serves."
+    )
+    generator_token: SecretStr | None = _admin_token_field()
     redis_url: str = _redis_field()
     swap_timeout_s: float = 180.0
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
@@ -147,6 +167,11 @@ class GatewaySettings(ServiceSettings):
         description="A generator kept for evals: checkpoint targets are swapped onto it, never onto the training "
         "generator. Unset: evals score endpoints only.",
     )
+    eval_generator_inference_url: str | None = Field(
+        default=None,
+        description="The eval generator's inference port, where checkpoints are scored (eval_generator_url is its "
+        "admin port, where they are swapped in). Unset: eval_generator_url serves both.",
+    )
     eval_generator_model: str = Field(default="policy", description="The eval generator's served model name.")
     judge_url: str | None = Field(
         default=None, description="The deployment's judge, grading evals that name no registered judge."
@@ -154,7 +179,9 @@ class GatewaySettings(ServiceSettings):
 
     _split = field_validator("api_tokens", "api_token_hashes", "allowed_hosts", mode="before")(_comma_separated)
 
-    @field_validator("eval_generator_url", "judge_url", mode="before")
+    @field_validator(
+        "eval_generator_url", "eval_generator_inference_url", "judge_url", "generator_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``POP_GATEWAY_EVAL_GENERATOR_URL=`` (compose's ``${VAR:-}``) means none, not the URL ``""``."""
@@ -176,7 +203,12 @@ class SelfPlaySettings(ServiceSettings):
 
     gateway_url: str = "http://127.0.0.1:8080"
     gateway_token: SecretStr | None = _gateway_token_field()
-    generator_url: str = "http://127.0.0.1:8000"
+    generator_url: str = Field(default="http://127.0.0.1:8000", description="The generator's inference port.")
+    generator_admin_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="The generator's admin port, where the producer reads the served version (GET /v1/policy).",
+    )
+    generator_admin_token: SecretStr | None = _admin_token_field()
     generator_model: str = "policy"
     judge_url: str = "http://127.0.0.1:8100"
     redis_url: str = _redis_field()
@@ -202,6 +234,7 @@ class TrainerSettings(ServiceSettings):
         description="A generator sharing this trainer's cores or GPU: its generation is held during each update "
         "(measured on 2 CPU cores: updates ran 3-7x slower while it generated).",
     )
+    colocated_generator_token: SecretStr | None = _admin_token_field()
     hold_seconds: float = Field(default=900.0, gt=0, le=3600, description="Lease of each hold; ends it if we die.")
     sharding: Literal["replicate", "fsdp"] = Field(
         default="replicate",

@@ -23,7 +23,7 @@ from shared.limits import BodyLimit
 from shared.observability import instrument, readiness
 from shared.problems import document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, reveal
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -34,7 +34,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         await db.create_schema()
         app.state.db = db
-        app.state.generator = GeneratorClient(settings.generator_url, timeout_s=10.0)
+        app.state.generator = GeneratorClient(
+            settings.generator_url, timeout_s=10.0, token=reveal(settings.generator_token)
+        )
         app.state.settings = settings
         app.state.redis = Redis.from_url(settings.redis_url)
         async with db.session() as session:

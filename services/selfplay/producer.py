@@ -27,7 +27,7 @@ from shared.clients.llm import ChatClient
 from shared.corpus import open_corpus
 from shared.diversity import distinct_n
 from shared.schemas import Completion, Episode, EpisodeGroup, GradeRequest, ModelEndpoint, Rubric, Task, unique_names
-from shared.settings import SelfPlaySettings
+from shared.settings import SelfPlaySettings, reveal
 from shared.streams import EpisodeStream
 from shared.synthesis import SynthesisLedger
 from shared.tasktypes import TaskType, load_task_types
@@ -57,7 +57,8 @@ class RunProducer:
         self.policy_llm = ChatClient(f"{settings.generator_url}/v1", settings.generator_model, timeout_s=timeout)
         self.proposer = self._client(self.roles.proposer, timeout)
         self.solver = self._client(self.roles.solver, timeout)
-        self.generator = GeneratorClient(settings.generator_url)
+        # The served version is read on the admin port (until the producer reads the response headers).
+        self.generator = GeneratorClient(settings.generator_admin_url, token=reveal(settings.generator_admin_token))
         self.judge = JudgeClient(run.config.judge.url or settings.judge_url, timeout_s=timeout)
         self.counts: Counter[str] = Counter()
         self.metrics = metrics or SelfPlayMetrics()
