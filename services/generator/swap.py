@@ -235,7 +235,12 @@ class WeightSwapper:
         with metrics.phase(request.mode.value, "verify"):
             path = await asyncio.to_thread(confine, request.path, self.roots)
             weights = await asyncio.to_thread(check_checkpoint, path, request.mode)
-            await asyncio.to_thread(check_fit, self.signature, path, request.mode, self.max_lora_rank)
+            try:  # headers only: milliseconds, where a checksum reads every byte
+                await asyncio.to_thread(check_fit, self.signature, path, request.mode, self.max_lora_rank)
+            except SwapError as exc:
+                if exc.status == 400:  # unreadable: a file changed on disk is better named by its sha256
+                    await asyncio.to_thread(verify_checksums, weights, request.checksums)
+                raise
         if request.mode is WeightMode.lora:
             return await self.swap_adapter(request, path, weights)
         with metrics.phase("full", "checksum"):  # before the pause: a corrupt checkpoint costs no pause
