@@ -208,7 +208,7 @@ def loop(model: str, dtype: str, steps: int) -> None:
         for version in (1, 0):
             swap = httpx.post(f"{stack.gateway_url}/v1/runs/{run_id}/rollback", json={"version": version}, timeout=600)
             swap.raise_for_status()
-            served = httpx.get(f"{stack.generator_url}/v1/policy", timeout=30).json()
+            served = httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=30).json()
             assert served["version"] == version, served
             print(f"| v{version} | {swap.json()['seconds']:.2f} | v{served['version']} |")
         from benchmarks.metrics import histogram_sums, scrape

@@ -27,8 +27,8 @@ from tests.processes import service_process
 
 STALL_S = 30.0
 PHASES = {
-    "full": ("verify", "drain", "checksum", "reload", "finish"),
-    "lora": ("verify", "-", "checksum", "load", "finish"),
+    "full": ("verify", "checksum", "pause", "reload", "finish"),  # no drain: in-flight requests are kept
+    "lora": ("verify", "checksum", "-", "load", "finish"),
 }
 
 
@@ -123,13 +123,14 @@ def measure(model: str, swaps: int) -> str:
         lora = [root / "bench" / f"v{v:06d}" for v in (3, 4)]
         for seed, folder in enumerate(lora):
             make_adapter(model_path, folder, seed)
-        port = free_port()
+        port, admin_port = free_port(), free_port()
         # The folder resolved above: the generator loads the same files, whatever HF_HUB_OFFLINE says.
-        env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_MODEL": model_path, "POP_GENERATOR_DTYPE": "float32",
+        env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_ADMIN_PORT": str(admin_port),
+               "POP_GENERATOR_MODEL": model_path, "POP_GENERATOR_DTYPE": "float32",
                "POP_GENERATOR_ENABLE_LORA": "true", "POP_GENERATOR_CHECKPOINT_ROOT": str(root)}  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
+        url, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
         argv = [sys.executable, "-m", "services.generator"]
-        with service_process(argv, env, f"{url}/v1/policy", Path(home) / "generator.log"):
+        with service_process(argv, env, f"{url}/readyz", Path(home) / "generator.log"):
             load = Load(url)
             load.start()
             time.sleep(2.0)
@@ -137,7 +138,7 @@ def measure(model: str, swaps: int) -> str:
             with httpx.Client() as client:
                 for mode, folders in (("full", full), ("lora", lora)):
                     seconds = [
-                        swap(client, url, int(folders[i % 2].name[1:]), folders[i % 2], mode) for i in range(swaps)
+                        swap(client, admin, int(folders[i % 2].name[1:]), folders[i % 2], mode) for i in range(swaps)
                     ]
                     files = sorted(folders[0].glob("*.safetensors"))
                     size = sum(f.stat().st_size for f in files) / 2**20
@@ -155,8 +156,8 @@ def measure(model: str, swaps: int) -> str:
         "",
         "Where a swap's time goes (mean s, from the generator's `pop_generator_swap_phase_seconds`):",
         "",
-        "| mode | verify (path, files) | drain | sha256 (not hidden by the drain / load) | reload / load "
-        "| finish (cache reset, resume) |",
+        "| mode | verify (path, files, fit) | sha256 (full: before the pause; LoRA: not hidden by the load) "
+        "| pause (no drain) | reload / load | finish (resume) |",
         "|---|---|---|---|---|---|",
         *(
             "| " + " | ".join([m, *(f"{spent[m, p]:.3f}" if (m, p) in spent else "-" for p in PHASES[m])]) + " |"

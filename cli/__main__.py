@@ -122,9 +122,15 @@ def up(
     )
     resolve_or_exit(model, model_revision, "--model")
     stack = LocalStack(options).start()
-    console.print(f"gateway {stack.gateway_url} · generator {stack.generator_url} · judge {stack.judge_url}")
+    console.print(
+        f"gateway {stack.gateway_url} · generator {stack.generator_url} · generator-admin {stack.generator_admin_url}"
+        f" · judge {stack.judge_url}"
+    )
     if stack.eval_generator_url:
-        console.print(f"eval generator {stack.eval_generator_url} · eval sets in {stack.home / 'evals'}")
+        console.print(
+            f"eval generator {stack.eval_generator_url} (admin {stack.eval_generator_admin_url})"
+            f" · eval sets in {stack.home / 'evals'}"
+        )
     console.print(f"dashboard {stack.gateway_url}/dashboard/ · API docs {stack.gateway_url}/docs")
     try:
         while all(stack.alive().values()):

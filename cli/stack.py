@@ -86,11 +86,17 @@ class LocalStack:
         self.home = options.home.resolve()
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {name: free_port() for name in (*SERVICES, "eval-generator")}
+        self.ports = {name: free_port() for name in (*SERVICES, "eval-generator", "generator-admin", "eval-admin")}
         self.generator_url = f"http://127.0.0.1:{self.ports['generator']}"
+        """The generator's inference port (``{generator_url}/v1``: OpenAI routes)."""
+        self.generator_admin_url = f"http://127.0.0.1:{self.ports['generator-admin']}"
+        """Its admin port (swap, hold, policy): the gateway, the trainer and the producer's version reads."""
         self.judge_url = f"http://127.0.0.1:{self.ports['judge']}"
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.eval_generator_url = f"http://127.0.0.1:{self.ports['eval-generator']}" if options.eval_generator else None
+        self.eval_generator_admin_url = (
+            f"http://127.0.0.1:{self.ports['eval-admin']}" if options.eval_generator else None
+        )
         self.redis_url = options.redis_url or ""
         self.checkpoint_dir = self.home / "checkpoints"
         self.run_defaults = self.home / "run-defaults.yaml"
@@ -103,6 +109,7 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",  # HF_HOME, HF_HUB_OFFLINE and HF_TOKEN: the user's, passed through
             "REDIS_URL": self.redis_url,
             "POP_GENERATOR_PORT": str(self.ports["generator"]),
+            "POP_GENERATOR_ADMIN_PORT": str(self.ports["generator-admin"]),
             "POP_GENERATOR_MODEL": self.o.model,
             **({"POP_GENERATOR_MODEL_REVISION": self.o.model_revision} if self.o.model_revision else {}),
             "POP_GENERATOR_DTYPE": self.o.generator_dtype,
@@ -112,17 +119,18 @@ class LocalStack:
             "POP_JUDGE_LLM_BASE_URL": f"{self.generator_url}/v1",
             "POP_GATEWAY_PORT": str(self.ports["gateway"]),
             "POP_GATEWAY_DATABASE_URL": db,
-            "POP_GATEWAY_GENERATOR_URL": self.generator_url,
+            "POP_GATEWAY_GENERATOR_URL": self.generator_admin_url,
             "POP_GATEWAY_JUDGE_URL": self.judge_url,
             "POP_GATEWAY_EVAL_DIR": str(self.home / "evals"),
             "POP_GATEWAY_RUN_DEFAULTS": os.environ.get("POP_GATEWAY_RUN_DEFAULTS", str(self.run_defaults)),
-            **({"POP_GATEWAY_EVAL_GENERATOR_URL": self.eval_generator_url} if self.eval_generator_url else {}),
+            **self._eval_generator_env(),
             # Local teachers and external judges live on this machine.
             "POP_GATEWAY_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "POP_JUDGE_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "POP_SELFPLAY_PORT": str(self.ports["selfplay"]),
             "POP_SELFPLAY_GATEWAY_URL": self.gateway_url,
             "POP_SELFPLAY_GENERATOR_URL": self.generator_url,
+            "POP_SELFPLAY_GENERATOR_ADMIN_URL": self.generator_admin_url,
             "POP_SELFPLAY_JUDGE_URL": self.judge_url,
             "POP_TRAINER_PORT": str(self.ports["trainer"]),
             "POP_TRAINER_GATEWAY_URL": self.gateway_url,
@@ -130,9 +138,17 @@ class LocalStack:
             # Served versions in the dtype the generator serves: no rounding the generator would not do.
             "POP_TRAINER_SERVED_DTYPE": self.o.generator_dtype,
             # One machine: the trainer's updates get the cores while generation is held.
-            "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_url,
+            "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_admin_url,
             **self._token_env(),
             **self.o.extra_env,
+        }
+
+    def _eval_generator_env(self) -> dict[str, str]:
+        if not (self.eval_generator_url and self.eval_generator_admin_url):
+            return {}
+        return {
+            "POP_GATEWAY_EVAL_GENERATOR_URL": self.eval_generator_admin_url,
+            "POP_GATEWAY_EVAL_GENERATOR_INFERENCE_URL": self.eval_generator_url,
         }
 
     def _token_env(self) -> dict[str, str]:
@@ -183,13 +199,14 @@ class LocalStack:
         self._start_redis()
         self._spawn("generator", [sys.executable, "-m", "services.generator"])
         if self.eval_generator_url:
-            port = str(self.ports["eval-generator"])
-            self._spawn("eval-generator", [sys.executable, "-m", "services.generator"], POP_GENERATOR_PORT=port)
+            ports = {"POP_GENERATOR_PORT": str(self.ports["eval-generator"]),
+                     "POP_GENERATOR_ADMIN_PORT": str(self.ports["eval-admin"])}  # fmt: skip
+            self._spawn("eval-generator", [sys.executable, "-m", "services.generator"], **ports)
         self._spawn("gateway", [sys.executable, "-m", "services.gateway"])
         self._wait_http("gateway", f"{self.gateway_url}/healthz")
-        self._wait_http("generator", f"{self.generator_url}/v1/policy")
+        self._wait_http("generator", f"{self.generator_url}/readyz")
         if self.eval_generator_url:
-            self._wait_http("eval-generator", f"{self.eval_generator_url}/v1/policy")
+            self._wait_http("eval-generator", f"{self.eval_generator_url}/readyz")
         self._spawn("judge", [sys.executable, "-m", "services.judge"])
         self._wait_http("judge", f"{self.judge_url}/healthz")
         self._spawn("selfplay", [sys.executable, "-m", "services.selfplay"])

@@ -38,6 +38,10 @@ def _allowed_hosts_field(what: str) -> list[str]:
     )
 
 
+def _admin_token_field() -> SecretStr | None:
+    return Field(default=None, description="The generator's admin token (POP_GENERATOR_ADMIN_TOKEN), if it has one.")
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -50,7 +54,19 @@ class ServiceSettings(BaseSettings):
 class GeneratorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="POP_GENERATOR_", extra="ignore", populate_by_name=True)
 
-    port: int = 8000
+    port: int = Field(default=8000, description="Inference: vLLM's OpenAI routes, /healthz, /readyz, /metrics.")
+    admin_port: int = Field(
+        default=8001,
+        description="Control: the swap, hold and policy routes (and probes, /metrics). Expose it to the gateway "
+        "and the trainer only; the inference port serves none of these.",
+    )
+    admin_host: str | None = Field(default=None, description="Address of the admin port; None: the same as host.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="When set, every admin route but /healthz and /readyz wants it as a bearer token; the gateway "
+        "(POP_GATEWAY_GENERATOR_TOKEN), the trainer (POP_TRAINER_COLOCATED_GENERATOR_TOKEN) and the producer "
+        "(POP_SELFPLAY_GENERATOR_ADMIN_TOKEN) send it.",
+    )
     model: str = Field(
         default="pop/smollm2-135m-instruct",
         description="The served base: a Hub id (HF_HOME, HF_HUB_OFFLINE, HF_TOKEN apply), a folder or a pop/ alias.",
@@ -78,10 +94,11 @@ class GeneratorSettings(ServiceSettings):
         "so the trainer broadcasts full weights into GPU memory. Needs CUDA; LoRA adapters always load from disk.",
     )
 
-    @field_validator("model_revision", mode="before")
+    @field_validator("model_revision", "admin_host", "admin_token", mode="before")
     @classmethod
     def _empty_is_main(cls, value: object) -> object:
-        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``."""
+        """``POP_GENERATOR_MODEL_REVISION=`` (compose's ``${VAR:-}``) means none, not the revision ``""``;
+        likewise an empty admin host or token."""
         return None if value == "" else value
 
 
@@ -131,9 +148,7 @@ class GatewaySettings(ServiceSettings):
         description="The training generator's admin URL, or its fleet: a comma-separated list, or "
         "dns+http://name:port for every address a name resolves to (a headless Service, compose --scale).",
     )
-    generator_admin_token: SecretStr | None = Field(
-        default=None, description="The generators' POP_GENERATOR_ADMIN_TOKEN, sent on every control call."
-    )
+    generator_token: SecretStr | None = _admin_token_field()
     fleet_check_s: float = Field(
         default=2.0, gt=0, description="How often each replica is compared with the fleet's version and brought up."
     )
@@ -168,6 +183,11 @@ class GatewaySettings(ServiceSettings):
         description="A generator kept for evals: checkpoint targets are swapped onto it, never onto the training "
         "generator. Unset: evals score endpoints only.",
     )
+    eval_generator_inference_url: str | None = Field(
+        default=None,
+        description="The eval generator's inference port, where checkpoints are scored (eval_generator_url is its "
+        "admin port, where they are swapped in). Unset: eval_generator_url serves both.",
+    )
     eval_generator_model: str = Field(default="policy", description="The eval generator's served model name.")
     judge_url: str | None = Field(
         default=None, description="The deployment's judge, grading evals that name no registered judge."
@@ -175,7 +195,9 @@ class GatewaySettings(ServiceSettings):
 
     _split = field_validator("api_tokens", "api_token_hashes", "allowed_hosts", mode="before")(_comma_separated)
 
-    @field_validator("eval_generator_url", "judge_url", mode="before")
+    @field_validator(
+        "eval_generator_url", "eval_generator_inference_url", "judge_url", "generator_token", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         """``POP_GATEWAY_EVAL_GENERATOR_URL=`` (compose's ``${VAR:-}``) means none, not the URL ``""``."""
@@ -227,6 +249,7 @@ class TrainerSettings(ServiceSettings):
         description="A generator sharing this trainer's cores or GPU: its generation is held during each update "
         "(measured on 2 CPU cores: updates ran 3-7x slower while it generated).",
     )
+    colocated_generator_token: SecretStr | None = _admin_token_field()
     hold_seconds: float = Field(default=900.0, gt=0, le=3600, description="Lease of each hold; ends it if we die.")
     sharding: Literal["replicate", "fsdp"] = Field(
         default="replicate",

@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.hub import plant_tiny
-from tests.processes import checkpoint_root, minimal_judge, tiny_generator
+from tests.processes import Generator, checkpoint_root, minimal_judge, tiny_generator
 
 
 def _free_port() -> int:
@@ -43,9 +43,22 @@ def tiny_generator_checkpoints(tiny_generator_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_generator_url(tiny_generator_dir: Path) -> Iterator[str]:
-    with tiny_generator(tiny_generator_dir) as url:
-        yield url
+def tiny_generator_ports(tiny_generator_dir: Path) -> Iterator[Generator]:
+    """One tiny generator for the session: ``.url`` (inference) and ``.admin`` (control)."""
+    with tiny_generator(tiny_generator_dir) as generator:
+        yield generator
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_url(tiny_generator_ports: Generator) -> str:
+    """Its inference port: the OpenAI routes (``{url}/v1``)."""
+    return tiny_generator_ports.url
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_admin(tiny_generator_ports: Generator) -> str:
+    """Its admin port: swap, hold, policy."""
+    return tiny_generator_ports.admin
 
 
 @pytest.fixture(scope="session")

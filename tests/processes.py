@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from cli.stack import free_port, wait_http
@@ -41,23 +42,34 @@ def checkpoint_root(log_dir: Path) -> Path:
     return log_dir / "checkpoints"
 
 
+@dataclass(frozen=True)
+class Generator:
+    """A running generator's two ports: ``url`` for inference (``{url}/v1`` is OpenAI-compatible), ``admin``
+    for control (swap, hold, policy)."""
+
+    url: str
+    admin: str
+    token: str | None = None
+
+
 @contextmanager
-def tiny_generator(log_dir: Path) -> Iterator[str]:
+def tiny_generator(log_dir: Path, admin_token: str | None = None) -> Iterator[Generator]:
     """The vLLM generator on the tiny model: a real OpenAI-compatible endpoint that writes noise."""
-    port = free_port()
+    port, admin_port = free_port(), free_port()
     env = {
         "POP_GENERATOR_PORT": str(port),
+        "POP_GENERATOR_ADMIN_PORT": str(admin_port),
+        "POP_GENERATOR_ADMIN_TOKEN": admin_token or "",
         "POP_GENERATOR_MODEL": "pop/tiny",
         "POP_GENERATOR_DTYPE": "float32",
         "POP_GENERATOR_MAX_MODEL_LEN": "4096",
         "POP_GENERATOR_CHECKPOINT_ROOT": str(checkpoint_root(log_dir)),
         "HF_HUB_OFFLINE": "1",
     }
-    url = f"http://127.0.0.1:{port}"
-    with service_process(
-        [sys.executable, "-m", "services.generator"], env, f"{url}/v1/policy", log_dir / "generator.log"
-    ):
-        yield url
+    url, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+    # The admin port answers before the inference port does: ready once inference is.
+    with service_process([sys.executable, "-m", "services.generator"], env, f"{url}/readyz", log_dir / "generator.log"):
+        yield Generator(url, admin, admin_token)
 
 
 @contextmanager

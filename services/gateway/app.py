@@ -36,7 +36,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await db.create_schema()
         app.state.db = db
         app.state.generator = GeneratorFleet(
-            settings.generator_url, timeout_s=10.0, token=reveal(settings.generator_admin_token)
+            settings.generator_url, timeout_s=10.0, token=reveal(settings.generator_token)
         )
         app.state.settings = settings
         app.state.redis = Redis.from_url(settings.redis_url)

@@ -30,7 +30,7 @@ from shared.evaluation.api import CheckpointTarget, EvalCreate, EvalFormat, Eval
 from shared.evaluation.sets import EvalItems, load_set, score
 from shared.problems import ProblemError
 from shared.schemas import Rubric, new_id, utcnow
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, reveal
 
 log = logging.getLogger(__name__)
 POLL_S = 5.0
@@ -137,15 +137,17 @@ class EvalRunner:
         lock = self.redis.lock(EVAL_GENERATOR_LOCK, timeout=STALE_AFTER_S)
         await lock.acquire()  # waits while another gateway replica evaluates on it
         holding = asyncio.create_task(self._hold(lock))
-        generator = GeneratorClient(url, timeout_s=10.0)
-        control = FleetControl(GeneratorFleet(url, timeout_s=10.0), self.redis, self.settings.swap_timeout_s, "eval")
+        generator = GeneratorClient(url, timeout_s=10.0, token=reveal(self.settings.generator_token))
+        fleet = GeneratorFleet(url, timeout_s=10.0, token=reveal(self.settings.generator_token))
+        control = FleetControl(fleet, self.redis, self.settings.swap_timeout_s, "eval")
         try:
             async with self.db.session() as session:
                 swapped = await swapping.swap_to(
                     session, control, target.run_id, target.version, self.settings.swap_timeout_s
                 )
+            inference = self.settings.eval_generator_inference_url or url
             report = await _score(
-                f"{url}/v1", self.settings.eval_generator_model, request, items, judge, rubric,
+                f"{inference}/v1", self.settings.eval_generator_model, request, items, judge, rubric,
                 version=target.version, run_id=target.run_id,
             )  # fmt: skip
             served = await generator.policy()

@@ -24,7 +24,7 @@ from shared.evaluation.sets import load_set
 from shared.hosts import HostAllowlist
 from shared.problems import ProblemError
 from shared.schemas import utcnow
-from shared.settings import GatewaySettings
+from shared.settings import GatewaySettings, reveal
 
 TITLE = "Invalid eval request"
 EVAL_GENERATOR_CHECK_S = 5.0
@@ -72,9 +72,9 @@ async def _check_checkpoint(session: AsyncSession, index: int, target: Checkpoin
     return RunConfig.model_validate(run.config)
 
 
-async def eval_generator_health(url: str) -> None:
+async def eval_generator_health(url: str, token: str | None = None) -> None:
     """A checkpoint eval is refused at once (503) when the generator it needs does not answer."""
-    generator = GeneratorClient(url, timeout_s=EVAL_GENERATOR_CHECK_S)
+    generator = GeneratorClient(url, timeout_s=EVAL_GENERATOR_CHECK_S, token=token)
     try:
         await generator.policy()
     except (httpx.HTTPError, ServiceError) as exc:
@@ -104,7 +104,7 @@ async def accept(
             raise ProblemError(409, "No eval generator", detail)
         configs[target.run_id] = await _check_checkpoint(session, index, target)
     if configs and settings.eval_generator_url:
-        await eval_generator_health(settings.eval_generator_url)
+        await eval_generator_health(settings.eval_generator_url, reveal(settings.generator_token))
     run_id = body.scored_run
     if run_id is not None and run_id not in configs:
         try:

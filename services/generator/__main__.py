@@ -1,4 +1,5 @@
-"""``python -m services.generator``: serve the policy with vLLM (CPU or GPU) plus the swap routes."""
+"""``python -m services.generator``: serve the policy with vLLM (CPU or GPU) on the inference port, and the
+swap, hold and policy routes on the admin port."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from shared.logs import setup_logging
 from shared.modeling import ModelError, resolve_model
 from shared.modeling.hub import hub_cache
 from shared.modeling.registry import models_dir
-from shared.settings import GeneratorSettings, weight_sync_refusal
+from shared.settings import GeneratorSettings, reveal, weight_sync_refusal
 
 
 def _cpu_environment(settings: GeneratorSettings) -> None:
@@ -73,7 +74,7 @@ def main() -> None:
     from vllm.entrypoints.serve.utils.api_utils import cli_env_setup
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
-    from services.generator.server import serve
+    from services.generator.server import AdminOptions, serve
 
     cli_env_setup()
     parser = make_arg_parser(FlexibleArgumentParser(description="POP generator (vLLM)"))
@@ -81,7 +82,8 @@ def main() -> None:
     validate_parsed_serve_args(args)
     # A swap to version 0 of a Hub model's run names its snapshot in the hub cache (files linked into blobs/).
     roots = [settings.checkpoint_root, models_dir(), hub_cache()]
-    uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots))
+    admin = AdminOptions(settings.admin_host or settings.host, settings.admin_port, reveal(settings.admin_token))
+    uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots, admin, settings.max_lora_rank))
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ from prometheus_client import Counter, Gauge, Histogram
 
 SWAP_SECONDS = Histogram(
     "pop_generator_swap_seconds",
-    "Hot-swap duration (drain, reload, cache reset), by weight mode and outcome.",
+    "Hot-swap duration (verify, checksum, pause, reload, resume; no drain), by weight mode and outcome.",
     ["mode", "outcome"],
     buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )
 SWAP_PHASE_SECONDS = Histogram(
     "pop_generator_swap_phase_seconds",
-    "Where a hot-swap's time goes: verify (path, files), drain (in-flight requests; full weights), "
-    "reload (full weights) or load (a LoRA adapter), checksum (the part not hidden behind the drain or "
-    "the load), finish (prefix cache reset, resume; old adapter dropped).",
+    "Where a hot-swap's time goes: verify (path, files, fit to the served model), checksum (full weights: "
+    "before the pause; LoRA: the part not hidden behind the load), pause (full weights: in-flight requests "
+    "freeze in place, none is drained, so there is no drain phase), reload (full weights) or load (a LoRA "
+    "adapter), finish (resume; old adapter dropped).",
     ["mode", "phase"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0),
 )

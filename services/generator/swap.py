@@ -1,109 +1,71 @@
-"""Hot-swap the served weights in place with vLLM's own engine calls, never hanging.
+"""Hot-swap the served weights in place with vLLM's own engine calls, never hanging, never draining.
 
-The sequence is pause (drain in-flight requests) -> reload from disk -> reset the prefix cache ->
-resume. The version is updated while generation is paused, so a client that reads the same
-version before and after a request knows which weights produced it. If a reload fails, the
-previous weights are reloaded and keep serving.
+A full-weight swap (and a rollback: the same path) is: confine the path, check the files, check that the
+checkpoint fits the served model, verify the checksums -- all before generation is paused, so a refusal
+costs the replica nothing -- then pause with ``mode="keep"`` (in-flight requests freeze in place, KV
+cache and all), reload from disk, set the new version, resume. Requests running across the swap finish
+on the new weights, and the inference port's headers say which versions a response spans
+(``X-Policy-Version-Start`` .. ``X-Policy-Version``). Nothing is drained and the prefix cache is kept:
+each swap salts the cache keys of the requests admitted after it (``cache_salt``), so such a request never
+reuses blocks computed by older weights. If a reload fails, the previous weights are reloaded and serve.
+LoRA adapters swap without any pause (``swap_adapter``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
 import logging
+import re
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from services.generator import metrics
-from shared.files import sha256_file
+from services.generator.checkpoints import (
+    SwapError,
+    check_checkpoint,
+    check_fit,
+    confine,
+    verify_checksums,
+)
+from shared.modeling.signature import ModelSignature, ServedModel, model_signature
 from shared.schemas import PolicyVersion, SwapRequest, WeightMode
 
+__all__ = ["SwapError", "WeightSwapper", "check_checkpoint", "confine"]
+
 log = logging.getLogger(__name__)
+MAX_SALT = 128
+"""vLLM's limit on ``cache_salt`` (no '@', '/', '\\' or NUL either)."""
+UNSALTABLE = re.compile(r"[@/\\\x00]")
 
 
-class SwapError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.title, self.detail = status, title, detail
-
-
-ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter_model.safetensors", "adapter_config.json"
-INDEX = "model.safetensors.index.json"
-
-
-def confine(raw: str, roots: Sequence[Path]) -> Path:
-    """The folder ``raw`` names, once symlinks are resolved, if it and every file in it lie under the
-    ``roots``: a swap request can make the server read only checkpoints and models, never any file it
-    can reach. A Hugging Face snapshot passes: its files link into the same cache's ``blobs/``."""
-    path = Path(raw)
-    if not path.is_absolute() or ".." in path.parts:
-        raise SwapError(400, "Checkpoint path refused", f"{raw!r}: an absolute path without '..' is required")
-    real = _inside(raw, path, roots)
-    if real.is_dir():
-        for entry in real.iterdir():
-            _inside(f"{raw}/{entry.name}", entry, roots)
-    return real
-
-
-def _inside(raw: str, path: Path, roots: Sequence[Path]) -> Path:
-    real = path.resolve()
-    if not any(real.is_relative_to(root.resolve()) for root in roots):
-        allowed = ", ".join(str(r) for r in roots)
-        raise SwapError(
-            400, "Checkpoint path refused", f"{raw} resolves to {real}, outside the weight roots ({allowed})"
-        )
-    return real
-
-
-def check_checkpoint(path: Path, mode: WeightMode = WeightMode.full) -> list[Path]:
-    """Refuse a folder that could not load fully, before touching the served weights; return the files
-    the engine will read (every safetensors shard and its index; for LoRA the adapter and its config)."""
-    if not path.is_dir():
-        raise SwapError(400, "Checkpoint not found", f"no checkpoint directory at {path}")
-    if mode is WeightMode.lora:
-        if not (path / ADAPTER_WEIGHTS).is_file() or not (path / ADAPTER_CONFIG).is_file():
-            raise SwapError(400, "Checkpoint incomplete", f"{path} holds no {ADAPTER_WEIGHTS} + {ADAPTER_CONFIG}")
-        return [path / ADAPTER_WEIGHTS, path / ADAPTER_CONFIG]
-    shards = sorted(path.glob("*.safetensors"))
-    if not shards:
-        raise SwapError(400, "Checkpoint incomplete", f"{path} holds no *.safetensors file")
-    index = path / INDEX
-    if index.is_file():
-        try:
-            named = set(json.loads(index.read_text())["weight_map"].values())
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SwapError(400, "Checkpoint incomplete", f"{index} is not a safetensors index: {exc!r}") from exc
-        missing = sorted(named - {p.name for p in shards})
-        if missing:
-            raise SwapError(400, "Checkpoint incomplete", f"{path} lacks the shards its index names: {missing}")
-        return [*shards, index]
-    return shards
-
-
-def verify_checksums(files: Sequence[Path], checksums: Mapping[str, str]) -> None:
-    """Every file the engine will read matches the manifest's sha256 (read in parallel: hashlib releases the
-    GIL, so shards hash at the disk's pace); none is skipped. No checksums (a base model): nothing to check."""
-    if not checksums:
-        return
-    unlisted = [f.name for f in files if f.name not in checksums]
-    if unlisted:
-        raise SwapError(400, "Checkpoint checksum mismatch", f"no sha256 in the manifest for {unlisted}")
-    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
-        digests = dict(zip(files, pool.map(sha256_file, files), strict=True))
-    for path, actual in digests.items():
-        if actual != checksums[path.name]:
-            detail = f"{path.name}: sha256 {actual} != expected {checksums[path.name]}"
-            raise SwapError(400, "Checkpoint checksum mismatch", detail)
+def combined_salt(user: object, ours: str) -> object:
+    """A client's own ``cache_salt`` (isolation between its users) kept, and ours added to it: the
+    result is as private as theirs and as version-bound as ours. An overlong pair keeps a digest of
+    theirs; a salt vLLM refuses anyway (not a string, forbidden characters) is left for it to refuse."""
+    if user is None:
+        return ours
+    if not isinstance(user, str) or not user or UNSALTABLE.search(user):
+        return user
+    salt = f"{user}|{ours}"
+    if len(salt) <= MAX_SALT:
+        return salt
+    return f"{hashlib.sha256(user.encode()).hexdigest()[:32]}|{ours}"
 
 
 class WeightSwapper:
     """Owns the served PolicyVersion; one swap at a time."""
 
     def __init__(
-        self, engine: Any, base_model_path: str, served_name: str, timeout_s: float, roots: Sequence[Path] = ()
+        self,
+        engine: Any,
+        base_model_path: str,
+        served_name: str,
+        timeout_s: float,
+        roots: Sequence[Path] = (),
+        max_lora_rank: int = 16,
     ) -> None:
         self.engine = engine
         self.roots = [*roots, Path(base_model_path)] if Path(base_model_path).is_dir() else list(roots)
@@ -112,6 +74,10 @@ class WeightSwapper:
         self.timeout_s = timeout_s
         self.base_model_path = base_model_path
         self.served_name = served_name
+        self.max_lora_rank = max_lora_rank
+        self.signature: ModelSignature = model_signature(Path(base_model_path))
+        """The served base's shape: every candidate is checked against it before the weights are touched
+        (a swap only ever installs weights of this shape, so it stays what is served)."""
         self.current = PolicyVersion(version=0, model=served_name, checkpoint_path=None)
         metrics.POLICY_VERSION.set(0)
         self._lock = asyncio.Lock()
@@ -123,6 +89,18 @@ class WeightSwapper:
         self._adapters_served: set[str] = set()
         self._lease: asyncio.TimerHandle | None = None
         """Set while generation is held for a colocated trainer; it ends the hold when it fires."""
+        self._serial = 0
+        """Swaps served so far: part of the cache salt, so a version rewritten under the same number (a
+        rewound run) or a run served twice never meets the blocks its earlier weights computed."""
+
+    @property
+    def cache_salt(self) -> str:
+        """What the requests admitted now salt their prefix-cache keys with."""
+        run = UNSALTABLE.sub("_", self.current.run_id or "base")[:64]
+        return f"pop-{run}-v{self.current.version}-s{self._serial}"
+
+    def served_model(self) -> ServedModel:
+        return ServedModel(served_name=self.served_name, path=self.base_model_path, signature=self.signature)
 
     @property
     def held(self) -> bool:
@@ -257,26 +235,27 @@ class WeightSwapper:
         with metrics.phase(request.mode.value, "verify"):
             path = await asyncio.to_thread(confine, request.path, self.roots)
             weights = await asyncio.to_thread(check_checkpoint, path, request.mode)
+            try:  # headers only: milliseconds, where a checksum reads every byte
+                await asyncio.to_thread(check_fit, self.signature, path, request.mode, self.max_lora_rank)
+            except SwapError as exc:
+                if exc.status == 400:  # unreadable: a file changed on disk is better named by its sha256
+                    await asyncio.to_thread(verify_checksums, weights, request.checksums)
+                raise
         if request.mode is WeightMode.lora:
             return await self.swap_adapter(request, path, weights)
+        with metrics.phase("full", "checksum"):  # before the pause: a corrupt checkpoint costs no pause
+            await asyncio.to_thread(verify_checksums, weights, request.checksums)
         async with self._lock:
-            await self._release_locked()  # "wait" below would wait forever on requests a hold froze
             previous = self.current
             started = time.perf_counter()
-            # The checksum is read while in-flight requests drain: a corrupt checkpoint then costs a
-            # pause, and a good one no time of its own (its bytes come from the page cache next).
-            verified = asyncio.create_task(asyncio.to_thread(verify_checksums, weights, request.checksums))
-            # "wait" drains in-flight requests first, so no answer mixes two versions' weights.
-            try:
-                with metrics.phase("full", "drain"):
-                    await self._step("pause", self.engine.pause_generation(mode="wait", clear_cache=True))
-            except BaseException:
-                verified.cancel()
-                raise
+            with metrics.phase("full", "pause"):
+                if self._lease is not None:  # held already: the swap takes the hold's pause over, and ends it
+                    self._lease.cancel()
+                    self._lease = None
+                else:  # "keep": in-flight requests freeze in place and go on after the reload; none drains
+                    await self._step("pause", self.engine.pause_generation(mode="keep", clear_cache=False))
             paused = time.perf_counter()
             try:
-                with metrics.phase("full", "checksum"):  # what the drain did not hide
-                    await verified
                 try:
                     with metrics.phase("full", "reload"):
                         await self._reload(str(path))
@@ -292,14 +271,14 @@ class WeightSwapper:
                     model=previous.model,
                     checkpoint_path=str(path),
                 )
+                self._serial += 1  # requests admitted from here on salt their cache keys anew
                 self.adapter = None  # full weights: the policy name means the base weights again
                 await self._drop_all_adapters()
             finally:
                 with metrics.phase("full", "finish"):
-                    await self.engine.reset_prefix_cache()
                     await self.engine.resume_generation()
         log.info(
-            "serving policy version %d from %s (drain %.2fs, reload %.2fs)",
+            "serving policy version %d from %s (pause %.3fs, reload %.2fs, no drain)",
             request.version, path, paused - started, time.perf_counter() - paused,
         )  # fmt: skip
         return self.current

@@ -38,7 +38,7 @@ from shared.clients.generator import GeneratorClient
 from shared.clients.http import ServiceError
 from shared.diversity import group_metrics
 from shared.schemas import EpisodeGroup
-from shared.settings import TrainerSettings
+from shared.settings import TrainerSettings, reveal
 from shared.streams import Delivered, EpisodeStream
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class RunTrainer:
         self.replicas = replicas
         self.metrics = metrics or TrainerMetrics()
         url = settings.colocated_generator_url
-        self.generator = GeneratorClient(url, timeout_s=settings.hold_seconds) if url else None
+        token = reveal(settings.colocated_generator_token)
+        self.generator = GeneratorClient(url, timeout_s=settings.hold_seconds, token=token) if url else None
         self.stream = EpisodeStream(redis, run.id)
         self.counts: Counter[str] = Counter()
         self.version, self.step = run.policy_version, run.step

@@ -1,4 +1,5 @@
-"""Client of the generator's own routes (the OpenAI routes are reached through ChatClient)."""
+"""Client of the generator's admin port (the OpenAI routes, on its inference port, are reached through
+ChatClient)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,20 @@ import httpx
 
 from shared.clients.fleet import Fleet
 from shared.clients.http import ServiceClient, ServiceError
+from shared.modeling.signature import ServedModel
 from shared.schemas import Admission, GenerationHold, HoldRequest, PolicyVersion, SwapRequest
 
 
 class GeneratorClient(ServiceClient):
+    """``base_url`` is the admin port's; ``token`` is its admin token (POP_GENERATOR_ADMIN_TOKEN), if set."""
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0, token: str | None = None) -> None:
+        super().__init__(base_url, timeout_s, token)
+
+    async def model(self) -> ServedModel:
+        """The served base model and its signature (what a checkpoint must match to swap in place)."""
+        return ServedModel.model_validate((await self.request("GET", "/v1/policy/model")).json())
+
     async def policy(self) -> PolicyVersion:
         return PolicyVersion.model_validate((await self.request("GET", "/v1/policy")).json())
 

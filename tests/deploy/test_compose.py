@@ -63,6 +63,8 @@ def test_each_service_matches_its_code(variant: str):
     assert spec["build"]["target"] == service  # the Dockerfile target's CMD is the entry point
     assert entry_point_exists(truth.command)
     assert str(truth.port) in [*spec.get("expose", []), *[p.split(":")[-1] for p in spec.get("ports", [])]]
+    if truth.admin_port:  # reachable inside the stack, published to no one
+        assert str(truth.admin_port) in spec["expose"] and not spec.get("ports")
     assert health_url_problem(truth, spec["healthcheck"]["test"][-1]) is None
     problems = [p for name in spec["environment"] if (p := env_problem(name))]
     assert not problems

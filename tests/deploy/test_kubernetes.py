@@ -71,6 +71,7 @@ def test_workloads_match_the_services_code(rendered: tuple[str, list[Doc]]):
         container = pod["containers"][0]
         assert entry_point_exists(container["command"])
         assert container["ports"][0]["containerPort"] == truth.port
+        assert [p["containerPort"] for p in container["ports"][1:]] == ([truth.admin_port] if truth.admin_port else [])
         assert not [p for e in container.get("env", []) if (p := env_problem(e["name"]))]
         for probe in ("readinessProbe", "livenessProbe"):
             get = container[probe]["httpGet"]
@@ -78,7 +79,11 @@ def test_workloads_match_the_services_code(rendered: tuple[str, list[Doc]]):
         assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
         assert container["resources"]["requests"]
         services = [d for d in docs if d["kind"] == "Service" and d["spec"].get("selector") == {"app": name}]
-        assert all(p["port"] == truth.port for s in services for p in s["spec"]["ports"])
+        assert all(p["port"] == truth.port for s in services for p in s["spec"]["ports"] if p["name"] != "admin")
+        if truth.admin_port:  # control on a Service of its own, the inference Service without it
+            admin = [p for s in services for p in s["spec"]["ports"] if p["name"] == "admin"]
+            assert [p["port"] for p in admin] == [truth.admin_port]
+            assert all(len(s["spec"]["ports"]) == 1 for s in services)
 
 
 def test_run_defaults_are_a_valid_run_config_on_the_generators_model(rendered: tuple[str, list[Doc]]):

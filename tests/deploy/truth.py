@@ -14,7 +14,7 @@ from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from services.gateway.app import create_app as gateway_app
-from services.generator.server import router as generator_router
+from services.generator.admin import probes as generator_probes
 from services.judge.app import create_app as judge_app
 from shared.observability import ops_app
 from shared.settings import GatewaySettings, GeneratorSettings, JudgeSettings, SelfPlaySettings, TrainerSettings
@@ -40,6 +40,12 @@ class Service:
         return int(self.settings.model_fields["port"].default)
 
     @property
+    def admin_port(self) -> int | None:
+        """The control port of a service that has one apart (the generator's), else None."""
+        field = self.settings.model_fields.get("admin_port")
+        return None if field is None else int(field.default)
+
+    @property
     def prefix(self) -> str:
         return str(self.settings.model_config.get("env_prefix", ""))
 
@@ -55,8 +61,8 @@ def _get_paths(app: FastAPI) -> frozenset[str]:
 def _services() -> dict[str, Service]:
     ops = _get_paths(ops_app("ops", CollectorRegistry(), {}))
     generator = FastAPI()
-    generator.include_router(generator_router)
-    # vLLM's own app serves /health and /metrics beside our routes.
+    generator.include_router(generator_probes)
+    # vLLM's own app serves /health and /metrics beside our probes (the admin routes are on admin_port).
     generator_paths = _get_paths(generator) | {"/health", "/metrics"}
     gateway = _get_paths(gateway_app(GatewaySettings(database_url="sqlite+aiosqlite:///:memory:")))
     found = [

@@ -150,7 +150,7 @@ def test_training_on_a_programmatic_rubric_raises_held_out_reward(stack: LocalSt
     assert before.invalid == 0 and (before.version, after.version) == (0, config.trainer.max_steps)
     assert before.run_id == after.run_id == run["id"]
     print("\n" + write_report(before, after, run, seconds))
-    served = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()
+    served = httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=10).json()
     assert served["version"] == config.trainer.max_steps  # the training generator was left alone
 
     gain = Interval.model_validate(evaluated["gain"])

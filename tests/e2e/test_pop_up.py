@@ -51,7 +51,8 @@ def probe(generator_url: str) -> tuple[str, list[float]]:
 
 
 def started_urls(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, str]:
-    """The URLs ``pop up`` prints once every service is ready: ``gateway URL · generator URL · judge URL``."""
+    """The URLs ``pop up`` prints once every service is ready: ``gateway URL · generator URL · generator-admin
+    URL · judge URL``."""
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
@@ -78,7 +79,7 @@ def test_pop_up_serves_a_hub_model_by_name(redis_url: str, hub_home: Path, tmp_p
     proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         urls = started_urls(proc, timeout_s=600)
-        gateway, generator = urls["gateway"], urls["generator"]
+        gateway, generator, admin = urls["gateway"], urls["generator"], urls["generator-admin"]
         repo = hub_home / "hub" / "models--org--tiny"
         snapshot = str((repo / "snapshots" / (repo / "refs" / "main").read_text()).resolve())
         # The generator serves the snapshot the name resolves to, and its files are the cache's links into blobs/.
@@ -97,13 +98,13 @@ def test_pop_up_serves_a_hub_model_by_name(redis_url: str, hub_home: Path, tmp_p
             time.sleep(1.0)
         assert run["status"] == "completed", run.get("error")
         assert run["config"]["model"] == MODEL and [s["policy_version"] for s in run["steps"]] == [1, 2]
-        served = httpx.get(f"{generator}/v1/policy", timeout=10).json()
+        served = httpx.get(f"{admin}/v1/policy", timeout=10).json()
         assert (served["version"], served["run_id"]) == (2, run_id)  # each update was swapped in
         assert probe(generator)[1] != base_logprobs
 
         back = runner.invoke(cli, ["rollback", run_id, "--version", "0", *gw])
         assert back.exit_code == 0 and f"serves v0 of run {run_id}" in back.output, back.output
-        served = httpx.get(f"{generator}/v1/policy", timeout=10).json()
+        served = httpx.get(f"{admin}/v1/policy", timeout=10).json()
         assert (served["version"], served["run_id"], served["checkpoint_path"]) == (0, run_id, snapshot)
         text, logprobs = probe(generator)
         assert text == base_text and logprobs == pytest.approx(base_logprobs, abs=1e-5)

@@ -129,7 +129,7 @@ def finished(stack: LocalStack, proxy: RecordingProxy, redis_url: str) -> Finish
     config["roles"] = {"proposer": teacher, "rubric_writer": teacher, "scorer": teacher}
     created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
-    seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=900)
+    seen, run = watch_versions(stack.generator_admin_url, created.json()["id"], stack.gateway_url, timeout_s=900)
     groups, info = asyncio.run(stream_state(redis_url, run["id"]))
     return FinishedRun(run, seen, base_probe, base_text, groups, info)
 
@@ -159,12 +159,12 @@ def wait_idle(generator_url: str, timeout_s: float = 60.0) -> None:
     pytest.fail(f"generator still busy after {timeout_s}s")
 
 
-def watch_versions(generator_url: str, run_id: str, gateway_url: str, timeout_s: float) -> tuple[list[int], dict]:
+def watch_versions(admin_url: str, run_id: str, gateway_url: str, timeout_s: float) -> tuple[list[int], dict]:
     """Poll the served version until the run ends; returns the versions seen in order and the run."""
     seen: list[int] = []
 
     def observe() -> None:
-        version = httpx.get(f"{generator_url}/v1/policy", timeout=10).json()["version"]
+        version = httpx.get(f"{admin_url}/v1/policy", timeout=10).json()["version"]
         if not seen or seen[-1] != version:
             seen.append(version)
 
@@ -258,7 +258,7 @@ def test_three_updates_flow_through_stream_trainer_and_hot_swap(stack: LocalStac
     assert probes[0] == pytest.approx(base_probe, abs=1e-5)
     assert len({tuple(round(x, 6) for x in p) for p in probes.values()}) == 4
     # Version 0 is the Hub model's snapshot in the cache, as the generator reports, and it answers as the base.
-    served = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()
+    served = httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=10).json()
     snapshot = hub_snapshot(stack)
     assert served == {**served, "version": 0, "run_id": run_id, "checkpoint_path": str(snapshot)}
     assert (snapshot / "model.safetensors").is_symlink()
@@ -347,12 +347,12 @@ def test_swap_to_a_missing_checkpoint_keeps_serving(stack: LocalStack):
         exposition = samples(httpx.get(f"{stack.generator_url}/metrics", timeout=10).text)
         return value(exposition, "pop_generator_swaps_total", mode="full", outcome="rejected") or 0.0
 
-    before, rejected = httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json(), rejected_swaps()
+    before, rejected = httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=10).json(), rejected_swaps()
     bad = httpx.post(
-        f"{stack.generator_url}/v1/policy/swap", json={"version": 99, "path": "/nonexistent/ckpt"}, timeout=60
+        f"{stack.generator_admin_url}/v1/policy/swap", json={"version": 99, "path": "/nonexistent/ckpt"}, timeout=60
     )
     assert bad.status_code == 400 and bad.headers["content-type"].startswith("application/problem+json")
-    assert httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()["version"] == before["version"]
+    assert httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=10).json()["version"] == before["version"]
     assert rejected_swaps() == rejected + 1
     assert httpx.get(f"{stack.generator_url}/healthz", timeout=10).json() == {"status": "ok"}
     assert probe_logprobs(stack.generator_url)
@@ -414,7 +414,7 @@ def test_an_external_judge_grades_a_real_run(stack: LocalStack, minimal_judge_ur
     config["trainer"]["max_steps"] = 1
     created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
-    _, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+    _, run = watch_versions(stack.generator_admin_url, created.json()["id"], stack.gateway_url, timeout_s=600)
     assert run["status"] == "completed" and run["step"] == 1, run.get("error")
     groups, info = asyncio.run(stream_state(redis_url, run["id"]))
     assert groups and info["pending"] == 0
@@ -586,7 +586,7 @@ def test_a_trainer_killed_mid_step_resumes_and_trains_each_group_once(stack: Loc
     stack.kill("trainer")  # mid-step: it holds delivered, unacknowledged groups
     killed_at = asyncio.run(pending())
     stack.respawn("trainer")
-    _, run = watch_versions(stack.generator_url, run_id, stack.gateway_url, timeout_s=600)
+    _, run = watch_versions(stack.generator_admin_url, run_id, stack.gateway_url, timeout_s=600)
     assert run["status"] == "completed", run.get("error")
     assert [s["step"] for s in run["steps"]] == [1, 2, 3]
 
@@ -613,7 +613,7 @@ def test_a_data_parallel_trainer_trains_a_run(stack: LocalStack):
         config["trainer"].update(max_steps=2, groups_per_step=2)
         created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
         assert created.status_code == 201, created.text
-        seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+        seen, run = watch_versions(stack.generator_admin_url, created.json()["id"], stack.gateway_url, timeout_s=600)
         assert run["status"] == "completed", run.get("error")
         assert [s["step"] for s in run["steps"]] == [1, 2] and seen[-1] == 2
         log = (stack.logs / "trainer.log").read_text()
@@ -633,7 +633,7 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
     config["trainer"].update(max_steps=2, weight_mode="lora", lora={"r": 8, "alpha": 16}, learning_rate=1e-2)
     created = gateway_post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
     assert created.status_code == 201, created.text
-    seen, run = watch_versions(stack.generator_url, created.json()["id"], stack.gateway_url, timeout_s=600)
+    seen, run = watch_versions(stack.generator_admin_url, created.json()["id"], stack.gateway_url, timeout_s=600)
     assert run["status"] == "completed", run.get("error")
     assert seen[-1] == 2 and {1, 2} <= set(seen), seen
     checkpoints = httpx.get(f"{stack.gateway_url}/v1/runs/{run['id']}/checkpoints", timeout=10).json()
@@ -649,9 +649,9 @@ def test_a_lora_run_hot_swaps_adapters(stack: LocalStack, finished: FinishedRun)
     # dropped unserved, and the adapter serving before keeps serving.
     wrong = {**checkpoints[-1]["manifest"]["files"], "adapter_model.safetensors": "0" * 64}
     bad = {"version": 99, "run_id": run["id"], "mode": "lora", "path": checkpoints[-1]["path"], "checksums": wrong}
-    refused = httpx.post(f"{stack.generator_url}/v1/policy/swap", json=bad, timeout=120)
+    refused = httpx.post(f"{stack.generator_admin_url}/v1/policy/swap", json=bad, timeout=120)
     assert refused.status_code == 400 and refused.json()["title"] == "Checkpoint checksum mismatch", refused.text
-    assert httpx.get(f"{stack.generator_url}/v1/policy", timeout=10).json()["version"] == 2
+    assert httpx.get(f"{stack.generator_admin_url}/v1/policy", timeout=10).json()["version"] == 2
     models = httpx.get(f"{stack.generator_url}/v1/models", timeout=10).json()["data"]
     assert not [m["id"] for m in models if m["id"].endswith("-v99")], models
     wait_idle(stack.generator_url)

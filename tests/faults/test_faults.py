@@ -118,7 +118,7 @@ def test_the_run_survives_every_fault_and_loses_nothing(stack: Stack):
     created = httpx.post(f"{local.gateway_url}/v1/runs", json=config, headers=AUTH, timeout=30)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
-    watcher = ServedWatcher(local.generator_url)
+    watcher = ServedWatcher(local.generator_admin_url)
     watcher.start()
     windows: list[tuple[str, float, float]] = []  # (fault, at, recovery seconds)
     step = wait_step(local, run_id, 0)["step"]
@@ -228,6 +228,6 @@ def throttled_count(local: LocalStack, run_id: str) -> float:
 
 def served_run(local: LocalStack) -> str | None:
     try:
-        return httpx.get(f"{local.generator_url}/v1/policy", timeout=5).json().get("run_id")
+        return httpx.get(f"{local.generator_admin_url}/v1/policy", timeout=5).json().get("run_id")
     except (httpx.HTTPError, ValueError):
         return None

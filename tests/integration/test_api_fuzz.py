@@ -30,13 +30,13 @@ def not_an_internal_error(ctx: object, response: schemathesis.Response, case: sc
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str, tiny_generator_url: str) -> Iterator[str]:
+def gateway_url(tmp_path_factory: pytest.TempPathFactory, redis_url: str, tiny_generator_admin: str) -> Iterator[str]:
     home = tmp_path_factory.mktemp("fuzz-gateway")
     port = free_port()
     env = {
         "POP_GATEWAY_PORT": str(port),
         "POP_GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{home}/gateway.db",
-        "POP_GATEWAY_GENERATOR_URL": tiny_generator_url,
+        "POP_GATEWAY_GENERATOR_URL": tiny_generator_admin,
         "POP_GATEWAY_API_TOKENS": TOKEN,
         "POP_GATEWAY_ALLOWED_HOSTS": "127.0.0.1",
         "REDIS_URL": redis_url,

@@ -30,8 +30,13 @@ def test_two_endpoints_side_by_side_with_the_paired_gain(tiny_generator_url: str
     assert set(reports["base"]["by_task_type"]) >= {"keywords", "length_constraints", "punctuation"}
 
 
-def test_a_checkpoint_and_an_endpoint_through_the_gateway(tiny_generator_url: str, tmp_path: Path, redis_url: str):
-    settings = settings_for(tmp_path, redis_url, allowed_hosts=["127.0.0.1"], eval_generator_url=tiny_generator_url)
+def test_a_checkpoint_and_an_endpoint_through_the_gateway(
+    tiny_generator_url: str, tiny_generator_admin: str, tmp_path: Path, redis_url: str
+):
+    settings = settings_for(
+        tmp_path, redis_url, allowed_hosts=["127.0.0.1"],
+        eval_generator_url=tiny_generator_admin, eval_generator_inference_url=tiny_generator_url,
+    )  # fmt: skip
     with serve_gateway(settings) as gateway:
         run_id = httpx.post(f"{gateway}/v1/runs", json={"model": "pop/tiny"}).json()["id"]
         out = tmp_path / "reports.json"

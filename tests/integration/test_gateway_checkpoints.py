@@ -21,9 +21,11 @@ from tests.integration.test_gateway_api import assert_problem, step_report
 
 
 @pytest.fixture
-async def api_live(tmp_path: Path, redis_url: str, tiny_generator_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def api_live(tmp_path: Path, redis_url: str, tiny_generator_admin: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = GatewaySettings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db", generator_url=tiny_generator_url, redis_url=redis_url
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        generator_url=tiny_generator_admin,
+        redis_url=redis_url,
     )
     async with gateway_client(settings) as client:
         yield client

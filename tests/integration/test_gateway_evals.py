@@ -52,13 +52,14 @@ def eval_settings(database_url: str, redis_url: str, tmp_path: Path, **more: Any
 
 @pytest.fixture
 async def live(
-    tmp_path: Path, redis_url: str, tiny_generator_url: str, judge_url: str
+    tmp_path: Path, redis_url: str, tiny_generator_url: str, tiny_generator_admin: str, judge_url: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = eval_settings(
         f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
         redis_url,
         tmp_path,
-        eval_generator_url=tiny_generator_url,
+        eval_generator_url=tiny_generator_admin,
+        eval_generator_inference_url=tiny_generator_url,
         judge_url=judge_url,
     )
     async with gateway_client(settings) as client:
@@ -93,7 +94,7 @@ async def test_an_ifeval_eval_of_an_endpoint_runs_in_the_background(live: httpx.
 
 
 async def test_checkpoints_are_scored_on_the_eval_generator_side_by_side(
-    live: httpx.AsyncClient, tiny_generator_url: str, tiny_generator_checkpoints: Path
+    live: httpx.AsyncClient, tiny_generator_admin: str, tiny_generator_checkpoints: Path
 ):
     run_id = await run_with_checkpoints(live, tiny_generator_checkpoints, versions=2)
     body = {
@@ -116,7 +117,7 @@ async def test_checkpoints_are_scored_on_the_eval_generator_side_by_side(
     assert set(trained.by_criterion) == {"concise"}  # graded on the given criterion, by the judge
     assert done["gain"]["low"] <= done["gain"]["mean"] <= done["gain"]["high"]
     async with httpx.AsyncClient(timeout=10) as client:
-        served = (await client.get(f"{tiny_generator_url}/v1/policy")).json()
+        served = (await client.get(f"{tiny_generator_admin}/v1/policy")).json()
     assert (served["run_id"], served["version"]) == (run_id, 2)  # the eval generator, left on the last target
 
     listed = (await live.get("/v1/evals", params={"run_id": run_id})).json()
@@ -230,14 +231,14 @@ async def test_bad_eval_requests_are_refused_naming_the_field(strict: httpx.Asyn
 
 
 async def test_checkpoint_targets_must_exist_and_their_generator_answer(
-    database_url: str, redis_url: str, tmp_path: Path, tiny_generator_url: str
+    database_url: str, redis_url: str, tmp_path: Path, tiny_generator_admin: str
 ):
     down = eval_settings(database_url, redis_url, tmp_path, eval_generator_url="http://127.0.0.1:9")
     async with gateway_client(down) as api:
         run_id = (await api.post("/v1/runs", json={"model": "pop/tiny"})).json()["id"]
         body = {"set": {"format": "ifeval"}, "targets": [{"kind": "checkpoint", "run_id": run_id, "version": 0}]}
         assert "compose: --profile eval" in str(assert_problem(await api.post("/v1/evals", json=body), 503)["detail"])
-    settings = eval_settings(database_url, redis_url, tmp_path, eval_generator_url=tiny_generator_url)
+    settings = eval_settings(database_url, redis_url, tmp_path, eval_generator_url=tiny_generator_admin)
     async with gateway_client(settings) as api:
         body = {"set": {"format": "ifeval"}, "targets": [{"kind": "checkpoint", "run_id": "nope", "version": 0}]}
         problem_at(await api.post("/v1/evals", json=body), 422, ["targets", 0, "run_id"])

@@ -34,9 +34,9 @@ def write_version(policy: Policy, root: Path, run_id: str, version: int) -> tupl
 
 
 async def test_a_sharded_version_swaps_in_and_a_corrupted_shard_is_refused(
-    tiny_generator_url: str, tiny_generator_checkpoints: Path
+    tiny_generator_url: str, tiny_generator_admin: str, tiny_generator_checkpoints: Path
 ):
-    url, run_id = tiny_generator_url, f"sharded-{uuid4().hex[:8]}"
+    url, admin, run_id = tiny_generator_url, tiny_generator_admin, f"sharded-{uuid4().hex[:8]}"
     policy = Policy("pop/tiny", TrainerConfig(algorithm=GRPOConfig(), learning_rate=5e-2))
     v1, v1_files = write_version(policy, tiny_generator_checkpoints, run_id, 1)
     v2, v2_files = write_version(policy, tiny_generator_checkpoints, run_id, 2)
@@ -44,7 +44,7 @@ async def test_a_sharded_version_swaps_in_and_a_corrupted_shard_is_refused(
         try:
             base = await probe(client, url)
             body = {"version": 1, "run_id": run_id, "path": str(v1), "checksums": v1_files}
-            swapped = await client.post(f"{url}/v1/policy/swap", json=body)
+            swapped = await client.post(f"{admin}/v1/policy/swap", json=body)
             assert swapped.status_code == 200, swapped.text
             served = await probe(client, url)
             assert served != base  # the shards' weights serve
@@ -55,20 +55,20 @@ async def test_a_sharded_version_swaps_in_and_a_corrupted_shard_is_refused(
             data[-1] ^= 0xFF
             shard.write_bytes(bytes(data))
             body = {"version": 2, "run_id": run_id, "path": str(v2), "checksums": v2_files}
-            refused = await client.post(f"{url}/v1/policy/swap", json=body)
+            refused = await client.post(f"{admin}/v1/policy/swap", json=body)
             assert refused.status_code == 400 and refused.json()["title"] == "Checkpoint checksum mismatch"
             assert shard.name in refused.json()["detail"] and refused.json()["served_version"] == 1
             # A manifest that leaves a shard out is no better than a wrong sha256.
             partial = {k: v for k, v in v2_files.items() if k != shard.name}
-            unlisted = await client.post(f"{url}/v1/policy/swap", json={**body, "checksums": partial})
+            unlisted = await client.post(f"{admin}/v1/policy/swap", json={**body, "checksums": partial})
             assert unlisted.status_code == 400 and shard.name in unlisted.json()["detail"]
             # An index naming a shard that is not there.
             shard.unlink()
-            incomplete = await client.post(f"{url}/v1/policy/swap", json=body)
+            incomplete = await client.post(f"{admin}/v1/policy/swap", json=body)
             assert incomplete.status_code == 400 and incomplete.json()["title"] == "Checkpoint incomplete"
 
-            policy_now = (await client.get(f"{url}/v1/policy")).json()
+            policy_now = (await client.get(f"{admin}/v1/policy")).json()
             assert (policy_now["run_id"], policy_now["version"]) == (run_id, 1)
             assert await probe(client, url) == served  # the old version kept serving, untouched
         finally:
-            await client.post(f"{url}/v1/policy/swap", json={"version": 0, "path": resolve_model("pop/tiny")})
+            await client.post(f"{admin}/v1/policy/swap", json={"version": 0, "path": resolve_model("pop/tiny")})
