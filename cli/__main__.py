@@ -115,17 +115,27 @@ def up(
     eval_generator: Annotated[
         bool, typer.Option(help="Also start a generator for POST /v1/evals to score checkpoints on.")
     ] = False,
+    generators: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Replicas of the training generator: requests are spread over them, every swap reaches all."
+        ),
+    ] = 1,
 ) -> None:
     """Run the local stack until Ctrl-C; launch runs with POST /v1/runs (or pop run start) on the gateway."""
     options = StackOptions(
-        home=home, model=model, model_revision=model_revision, api_token=token, eval_generator=eval_generator
+        home=home,
+        model=model,
+        model_revision=model_revision,
+        api_token=token,
+        eval_generator=eval_generator,
+        generators=generators,
     )
     resolve_or_exit(model, model_revision, "--model")
     stack = LocalStack(options).start()
-    console.print(
-        f"gateway {stack.gateway_url} · generator {stack.generator_url} · generator-admin {stack.generator_admin_url}"
-        f" · judge {stack.judge_url}"
-    )
+    for url, admin in zip(stack.generator_urls, stack.generator_admin_urls, strict=True):
+        console.print(f"generator {url} (admin {admin})")
+    console.print(f"gateway {stack.gateway_url} · judge {stack.judge_url}")
     if stack.eval_generator_url:
         console.print(
             f"eval generator {stack.eval_generator_url} (admin {stack.eval_generator_admin_url})"

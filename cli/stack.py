@@ -75,6 +75,9 @@ class StackOptions:
     api_token: str | None = None
     """When set, the gateway requires it for changes, and the trainer and producer send it."""
     start_timeout_s: float = 600.0
+    generators: int = 1
+    """Replicas of the training generator: producers and the judge spread requests over them, and the gateway
+    swaps all of them (each on its own ports; the first is ``generator``, the others ``generator-2`` ...)."""
     eval_generator: bool = False
     """Also start a second generator for ``/v1/evals`` to swap checkpoints onto (the training one is never
     touched by an eval)."""
@@ -86,16 +89,20 @@ class LocalStack:
         self.home = options.home.resolve()
         self.logs = self.home / "logs"
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.ports = {name: free_port() for name in (*SERVICES, "eval-generator", "generator-admin", "eval-admin")}
-        self.generator_url = f"http://127.0.0.1:{self.ports['generator']}"
-        """The generator's inference port (``{generator_url}/v1``: OpenAI routes)."""
-        self.generator_admin_url = f"http://127.0.0.1:{self.ports['generator-admin']}"
-        """Its admin port (swap, hold, policy): the gateway, the trainer and the producer's version reads."""
+        self.replica_names = ["generator", *(f"generator-{i}" for i in range(2, options.generators + 1))]
+        names = (*SERVICES, *self.replica_names[1:], "eval-generator")
+        self.ports = {name: free_port() for name in names}
+        self.admin_ports = {name: free_port() for name in (*self.replica_names, "eval-generator")}
+        self.generator_urls = [f"http://127.0.0.1:{self.ports[n]}" for n in self.replica_names]
+        """Each replica's inference port (``{url}/v1``: OpenAI routes)."""
+        self.generator_admin_urls = [f"http://127.0.0.1:{self.admin_ports[n]}" for n in self.replica_names]
+        """Each replica's admin port (swap, hold, policy): the gateway's and the trainer's."""
+        self.generator_url, self.generator_admin_url = self.generator_urls[0], self.generator_admin_urls[0]
         self.judge_url = f"http://127.0.0.1:{self.ports['judge']}"
         self.gateway_url = f"http://127.0.0.1:{self.ports['gateway']}"
         self.eval_generator_url = f"http://127.0.0.1:{self.ports['eval-generator']}" if options.eval_generator else None
         self.eval_generator_admin_url = (
-            f"http://127.0.0.1:{self.ports['eval-admin']}" if options.eval_generator else None
+            f"http://127.0.0.1:{self.admin_ports['eval-generator']}" if options.eval_generator else None
         )
         self.redis_url = options.redis_url or ""
         self.checkpoint_dir = self.home / "checkpoints"
@@ -109,17 +116,19 @@ class LocalStack:
             "PYTHONUNBUFFERED": "1",  # HF_HOME, HF_HUB_OFFLINE and HF_TOKEN: the user's, passed through
             "REDIS_URL": self.redis_url,
             "POP_GENERATOR_PORT": str(self.ports["generator"]),
-            "POP_GENERATOR_ADMIN_PORT": str(self.ports["generator-admin"]),
+            "POP_GENERATOR_ADMIN_PORT": str(self.admin_ports["generator"]),
+            # A fleet's replicas take work only once the gateway has brought them to the fleet's version.
+            "POP_GENERATOR_WAIT_FOR_FLEET": "true" if self.o.generators > 1 else "false",
             "POP_GENERATOR_MODEL": self.o.model,
             **({"POP_GENERATOR_MODEL_REVISION": self.o.model_revision} if self.o.model_revision else {}),
             "POP_GENERATOR_DTYPE": self.o.generator_dtype,
             "POP_GENERATOR_MAX_MODEL_LEN": str(self.o.max_model_len),
             "POP_GENERATOR_CHECKPOINT_ROOT": str(self.checkpoint_dir),
             "POP_JUDGE_PORT": str(self.ports["judge"]),
-            "POP_JUDGE_LLM_BASE_URL": f"{self.generator_url}/v1",
+            "POP_JUDGE_LLM_BASE_URL": ",".join(f"{u}/v1" for u in self.generator_urls),
             "POP_GATEWAY_PORT": str(self.ports["gateway"]),
             "POP_GATEWAY_DATABASE_URL": db,
-            "POP_GATEWAY_GENERATOR_URL": self.generator_admin_url,
+            "POP_GATEWAY_GENERATOR_URL": ",".join(self.generator_admin_urls),
             "POP_GATEWAY_JUDGE_URL": self.judge_url,
             "POP_GATEWAY_EVAL_DIR": str(self.home / "evals"),
             "POP_GATEWAY_RUN_DEFAULTS": os.environ.get("POP_GATEWAY_RUN_DEFAULTS", str(self.run_defaults)),
@@ -129,16 +138,15 @@ class LocalStack:
             "POP_JUDGE_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "POP_SELFPLAY_PORT": str(self.ports["selfplay"]),
             "POP_SELFPLAY_GATEWAY_URL": self.gateway_url,
-            "POP_SELFPLAY_GENERATOR_URL": self.generator_url,
-            "POP_SELFPLAY_GENERATOR_ADMIN_URL": self.generator_admin_url,
+            "POP_SELFPLAY_GENERATOR_URL": ",".join(self.generator_urls),
             "POP_SELFPLAY_JUDGE_URL": self.judge_url,
             "POP_TRAINER_PORT": str(self.ports["trainer"]),
             "POP_TRAINER_GATEWAY_URL": self.gateway_url,
             "POP_TRAINER_CHECKPOINT_DIR": str(self.checkpoint_dir),
             # Served versions in the dtype the generator serves: no rounding the generator would not do.
             "POP_TRAINER_SERVED_DTYPE": self.o.generator_dtype,
-            # One machine: the trainer's updates get the cores while generation is held.
-            "POP_TRAINER_COLOCATED_GENERATOR_URL": self.generator_admin_url,
+            # One machine: the trainer's updates get the cores while generation is held (on every replica).
+            "POP_TRAINER_COLOCATED_GENERATOR_URL": ",".join(self.generator_admin_urls),
             **self._token_env(),
             **self.o.extra_env,
         }
@@ -164,9 +172,17 @@ class LocalStack:
     def _spawn(self, name: str, argv: list[str], **env: str) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
         log = (self.logs / f"{name}.log").open("ab")
+        own = self._replica_env(name) if name in self.admin_ports else {}
         self.procs[name] = subprocess.Popen(
-            argv, env={**self.env(), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env={**self.env(), **own, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+
+    def _replica_env(self, name: str) -> dict[str, str]:
+        """A generator's own ports (a replica or the eval generator), also when it is respawned."""
+        env = {"POP_GENERATOR_PORT": str(self.ports[name]), "POP_GENERATOR_ADMIN_PORT": str(self.admin_ports[name])}
+        if name == "eval-generator":
+            env["POP_GENERATOR_WAIT_FOR_FLEET"] = "false"
+        return env
 
     def _wait_http(self, name: str, url: str) -> None:
         wait_http(self.procs[name], url, self.o.start_timeout_s, name, self.logs / f"{name}.log")
@@ -197,14 +213,14 @@ class LocalStack:
             defaults["model_revision"] = self.o.model_revision
         self.run_defaults.write_text(json.dumps(defaults) + "\n")  # JSON is YAML
         self._start_redis()
-        self._spawn("generator", [sys.executable, "-m", "services.generator"])
+        for name in self.replica_names:
+            self._spawn(name, [sys.executable, "-m", "services.generator"])
         if self.eval_generator_url:
-            ports = {"POP_GENERATOR_PORT": str(self.ports["eval-generator"]),
-                     "POP_GENERATOR_ADMIN_PORT": str(self.ports["eval-admin"])}  # fmt: skip
-            self._spawn("eval-generator", [sys.executable, "-m", "services.generator"], **ports)
+            self._spawn("eval-generator", [sys.executable, "-m", "services.generator"])
         self._spawn("gateway", [sys.executable, "-m", "services.gateway"])
         self._wait_http("gateway", f"{self.gateway_url}/healthz")
-        self._wait_http("generator", f"{self.generator_url}/readyz")
+        for name, url in zip(self.replica_names, self.generator_urls, strict=True):
+            self._wait_http(name, f"{url}/readyz")
         if self.eval_generator_url:
             self._wait_http("eval-generator", f"{self.eval_generator_url}/readyz")
         self._spawn("judge", [sys.executable, "-m", "services.judge"])

@@ -61,11 +61,15 @@ class GeneratorSettings(ServiceSettings):
         "and the trainer only; the inference port serves none of these.",
     )
     admin_host: str | None = Field(default=None, description="Address of the admin port; None: the same as host.")
+    wait_for_fleet: bool = Field(
+        default=False,
+        description="A replica of a fleet: refuse generation (503, Retry-After) from the start until the gateway "
+        "has brought it to the fleet's version, so no client samples from a replica behind the others.",
+    )
     admin_token: SecretStr | None = Field(
         default=None,
         description="When set, every admin route but /healthz and /readyz wants it as a bearer token; the gateway "
-        "(POP_GATEWAY_GENERATOR_TOKEN), the trainer (POP_TRAINER_COLOCATED_GENERATOR_TOKEN) and the producer "
-        "(POP_SELFPLAY_GENERATOR_ADMIN_TOKEN) send it.",
+        "(POP_GATEWAY_GENERATOR_TOKEN) and a colocated trainer (POP_TRAINER_COLOCATED_GENERATOR_TOKEN) send it.",
     )
     model: str = Field(
         default="pop/smollm2-135m-instruct",
@@ -246,8 +250,9 @@ class TrainerSettings(ServiceSettings):
     threads: int = Field(default=0, description="torch intra-op threads; 0 leaves torch's default.")
     colocated_generator_url: str | None = Field(
         default=None,
-        description="A generator sharing this trainer's cores or GPU: its generation is held during each update "
-        "(measured on 2 CPU cores: updates ran 3-7x slower while it generated).",
+        description="The admin URL of a generator sharing this trainer's cores or GPU (or a fleet: a list, or "
+        "dns+http://name:port): generation is held on each during every update (measured on 2 CPU cores: "
+        "updates ran 3-7x slower while it generated).",
     )
     colocated_generator_token: SecretStr | None = _admin_token_field()
     hold_seconds: float = Field(default=900.0, gt=0, le=3600, description="Lease of each hold; ends it if we die.")

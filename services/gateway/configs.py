@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,19 @@ from fastapi import Request
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.clients.generator import GeneratorFleet
 from shared.clients.http import ServiceError
 from shared.clients.judge import JudgeClient
 from shared.config import RunConfig
 from shared.db import JudgeRecord
 from shared.hosts import HostAllowlist
-from shared.modeling import ModelError, check_model
+from shared.modeling import ModelError, check_model, local_model
+from shared.modeling.signature import SignatureError, describe_mismatch, model_signature
 from shared.problems import ProblemError
 from shared.schemas import SCHEMA_VERSION
 from shared.tasktypes import TaskTypeError, load_task_types
+
+log = logging.getLogger(__name__)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 JUDGE_CHECK_TIMEOUT_S = 10.0
@@ -95,6 +100,7 @@ async def read_config(request: Request, session: AsyncSession) -> RunConfig:
         config = config.model_copy(update={"judge": config.judge.model_copy(update={"url": judge.url})})
     check_hosts(config, request.app.state.allowed_hosts)
     await model_resolves(config)
+    await fleet_can_serve(config, request.app.state.generator)
     if config.judge.url:
         await judge_health(config.judge.url)
     return config
@@ -109,6 +115,30 @@ async def model_resolves(config: RunConfig) -> None:
         if exc.transient:
             raise ProblemError(503, "Model hub unreachable", str(exc), headers={"Retry-After": "30"}) from exc
         raise invalid([exc.field], str(exc), "model", title="Model unusable") from exc
+
+
+async def fleet_can_serve(config: RunConfig, generators: GeneratorFleet) -> None:
+    """Refuse (422, naming both models) a run whose model the training generator could not swap in place:
+    another architecture, other shapes or vocabulary. Its swap would only be refused later (409), and the
+    run would never get its weights served. Unknown is not a refusal: a fleet that does not answer, or a
+    Hub model not on this machine yet, is left to the generator's own check at the first swap."""
+    try:
+        served = await generators.model()
+    except (httpx.HTTPError, ServiceError) as exc:
+        log.info("fleet did not say what it serves (%r): run model %s not compared", exc, config.model)
+        return
+    folder = await asyncio.to_thread(local_model, config.model, config.model_revision)
+    if folder is None:
+        return
+    try:
+        candidate = await asyncio.to_thread(model_signature, folder)
+    except SignatureError as exc:
+        raise invalid(["model"], f"{config.model}: {exc}", "model", title="Model unusable") from exc
+    mismatch = describe_mismatch(served.signature, candidate)
+    if mismatch is not None:
+        msg = (f"{config.model} ({folder}) cannot be served in place of the fleet's model {served.path}: {mismatch}; "
+               "run a generator fleet on this model for it")  # fmt: skip
+        raise invalid(["model"], msg, "model", title="Model not servable by the fleet")
 
 
 def check_hosts(config: RunConfig, allowed: HostAllowlist) -> None:

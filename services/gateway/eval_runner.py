@@ -139,7 +139,7 @@ class EvalRunner:
         holding = asyncio.create_task(self._hold(lock))
         generator = GeneratorClient(url, timeout_s=10.0, token=reveal(self.settings.generator_token))
         fleet = GeneratorFleet(url, timeout_s=10.0, token=reveal(self.settings.generator_token))
-        control = FleetControl(fleet, self.redis, self.settings.swap_timeout_s, "eval")
+        control = FleetControl(fleet, self.redis, self.settings.swap_timeout_s)
         try:
             async with self.db.session() as session:
                 swapped = await swapping.swap_to(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 
 from redis.asyncio import Redis
@@ -23,12 +24,17 @@ from shared.clients.http import ServiceError
 from shared.schemas import PolicyVersion, SwapRequest
 
 log = logging.getLogger(__name__)
-TARGET_KEY = "pop:generator:{name}:target"
 
 
-async def target(redis: Redis, name: str = "training") -> SwapRequest | None:
-    """The ``name`` fleet's version: what its last swap that reached any replica loaded."""
-    raw = await redis.get(TARGET_KEY.format(name=name))
+def target_key(spec: str) -> str:
+    """Keyed by the fleet's spec (its admin URLs or DNS name), so two deployments sharing a Redis, or a
+    training and an eval generator, never take each other's versions."""
+    return f"pop:generator:{hashlib.sha256(spec.encode()).hexdigest()[:16]}:target"
+
+
+async def target(redis: Redis, spec: str) -> SwapRequest | None:
+    """The fleet's version: what its last swap that reached any replica loaded."""
+    raw = await redis.get(target_key(spec))
     return None if raw is None else SwapRequest.model_validate_json(raw)
 
 
@@ -42,10 +48,9 @@ def same(served: PolicyVersion | None, request: SwapRequest | None) -> bool:
 class FleetControl:
     """Swaps and reconciliation for the gateway; one fleet-wide change at a time in this process."""
 
-    def __init__(self, generators: GeneratorFleet, redis: Redis, swap_timeout_s: float, name: str = "training") -> None:
+    def __init__(self, generators: GeneratorFleet, redis: Redis, swap_timeout_s: float) -> None:
         self.generators, self.redis, self.swap_timeout_s = generators, redis, swap_timeout_s
-        self.name = name
-        """Which fleet: the training generator's, or the one kept for evals ("eval")."""
+        self.spec = generators.spec
         self.lock = asyncio.Lock()
         self.last_errors: dict[str, str] = {}
 
@@ -58,7 +63,7 @@ class FleetControl:
             if any(o.served is not None for o in outcomes):
                 # A replica brought up later reads it from disk: the push reached only those on the group.
                 durable = request.model_copy(update={"transport": "disk"})
-                await self.redis.set(TARGET_KEY.format(name=self.name), durable.model_dump_json())
+                await self.redis.set(target_key(self.spec), durable.model_dump_json())
                 for o in outcomes:
                     if o.error is not None:
                         log.warning("replica %s failed the swap to v%d (%r); benched", o.url, request.version, o.error)
@@ -85,7 +90,7 @@ class FleetControl:
         if self.lock.locked():
             return []  # a fleet-wide swap is under way: it decides what each replica serves
         async with self.lock:
-            wanted = await target(self.redis, self.name)
+            wanted = await target(self.redis, self.spec)
             acted = []
             for outcome in await self.generators.served_all():
                 served = outcome.served
@@ -115,7 +120,7 @@ class FleetControl:
 
     async def replicas(self) -> list[ReplicaStatus]:
         """What each replica serves now, whether it takes work, and whether it is whole."""
-        wanted = await target(self.redis, self.name)
+        wanted = await target(self.redis, self.spec)
         outcomes = await self.generators.served_all()
         ready = await asyncio.gather(*(self.generators.client(o.url).ready() for o in outcomes), return_exceptions=True)
         return [

@@ -23,7 +23,7 @@ async def pinned_by(session: AsyncSession, control: FleetControl, run_id: str, v
     """Who holds ``run_id``'s ``version``: ``generator`` (any replica, or the fleet's target a replica behind
     will load) and/or ``eval <id>``; [] when nobody does."""
     holders = []
-    wanted = await fleet.target(control.redis, control.name)
+    wanted = await fleet.target(control.redis, control.spec)
     if wanted is not None and (wanted.run_id, wanted.version) == (run_id, version):
         holders.append("generator")
     for outcome in await control.generators.served_all():

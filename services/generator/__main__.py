@@ -83,7 +83,8 @@ def main() -> None:
     # A swap to version 0 of a Hub model's run names its snapshot in the hub cache (files linked into blobs/).
     roots = [settings.checkpoint_root, models_dir(), hub_cache()]
     admin = AdminOptions(settings.admin_host or settings.host, settings.admin_port, reveal(settings.admin_token))
-    uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots, admin, settings.max_lora_rank))
+    admitted = not settings.wait_for_fleet  # a fleet's replica waits for the gateway to bring it up
+    uvloop.run(serve(args, model_path, settings.swap_timeout_s, roots, admin, settings.max_lora_rank, admitted))
 
 
 if __name__ == "__main__":

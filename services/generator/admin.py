@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from services.generator.swap import SwapError, WeightSwapper
 from shared.modeling.signature import ServedModel
 from shared.problems import ProblemError, document_problems, install_problem_handlers, problem
-from shared.schemas import GenerationHold, HoldRequest, PolicyVersion, SwapRequest
+from shared.schemas import Admission, GenerationHold, HoldRequest, PolicyVersion, SwapRequest
 
 HEALTH_TIMEOUT_S = 5.0
 
@@ -49,8 +49,15 @@ probes = APIRouter(tags=["ops"])
 
 @router.get("/v1/policy", response_model=PolicyVersion)
 async def served_policy(swapper: Swapper) -> PolicyVersion:
-    """The policy version this generator serves now."""
-    return swapper.current
+    """The policy version this generator serves now, and whether it takes inference work."""
+    return swapper.policy()
+
+
+@router.put("/v1/policy/admission", response_model=PolicyVersion)
+async def set_admission(body: Admission, swapper: Swapper) -> PolicyVersion:
+    """Take inference work again, or refuse it (503) until this replica is brought to the fleet's version."""
+    swapper.admit(body.admitted, "told by the gateway")
+    return swapper.policy()
 
 
 @router.get("/v1/policy/model", response_model=ServedModel)
@@ -64,9 +71,11 @@ async def swap_policy(body: SwapRequest, swapper: Swapper) -> PolicyVersion | JS
     """Load a checkpoint from disk and serve it, without a restart or a drain; the old one serves on failure,
     and one that does not fit the served model is refused (409) before anything is paused."""
     try:
-        return await swapper.swap(body)
+        await swapper.swap(body)
     except SwapError as exc:
         return problem(exc.status, exc.title, exc.detail, served_version=swapper.current.version)
+    swapper.admit(True, f"serving v{body.version} as the gateway asked")  # what the fleet serves: take work
+    return swapper.policy()
 
 
 @router.post("/v1/policy/hold", response_model=GenerationHold)
@@ -120,11 +129,19 @@ async def ready(swapper: Swapper) -> JSONResponse:
     return JSONResponse({"status": "ok", "version": swapper.current.version})
 
 
-def create_admin_app(swapper: WeightSwapper, token: str | None) -> FastAPI:
+def create_admin_app(swapper: WeightSwapper, token: str | None, weight_transfer: bool = False) -> FastAPI:
+    """``weight_transfer``: vLLM's own RL routes (``/init_weight_transfer_engine``, ``/start_weight_update``,
+    ``/update_weights``, ``/finish_weight_update``, ``/weight_info`` ...) for the trainer's NCCL broadcast,
+    here behind the admin token instead of on the inference port under VLLM_SERVER_DEV_MODE."""
     app = FastAPI(title="POP generator admin", docs_url=None, redoc_url=None)
     app.state.swapper, app.state.admin_token = swapper, token or None
     install_problem_handlers(app)
     document_problems(app)
     app.include_router(probes)
     app.include_router(router)
+    if weight_transfer:
+        from vllm.entrypoints.rl.online.api_router import router as rl_router
+
+        app.state.engine_client = swapper.engine  # what vLLM's RL routes call
+        app.include_router(rl_router, dependencies=[Depends(require_token)], include_in_schema=False)
     return app

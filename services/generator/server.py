@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.generator.admin import create_admin_app, probes
+from services.generator.admission import AdmissionGate
 from services.generator.swap import WeightSwapper, combined_salt
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ def add_inference_routes(app: FastAPI, swapper: WeightSwapper) -> None:
     # vLLM's build_app has already built the middleware stack; drop it so Starlette rebuilds it,
     # with ours outermost, on the first request.
     app.middleware_stack = None
+    app.add_middleware(AdmissionGate, swapper=swapper)
     app.add_middleware(PolicyMiddleware, swapper=swapper)
 
 
@@ -162,6 +164,7 @@ async def serve(
     roots: Sequence[Path] = (),
     admin: AdminOptions | None = None,
     max_lora_rank: int = 16,
+    admitted: bool = True,
 ) -> None:
     from vllm import envs
     from vllm.entrypoints.launchers.api_server.app_state import init_app_state
@@ -177,10 +180,12 @@ async def serve(
         app = build_app(args, supported_tasks, engine_client.model_config)
         served_name = args.served_model_name[0] if args.served_model_name else args.model
         swapper = WeightSwapper(engine_client, base_model_path, served_name, swap_timeout_s, roots, max_lora_rank)
+        swapper.admitted = admitted
         add_inference_routes(app, swapper)
         await init_app_state(engine_client, app.state, args, supported_tasks)
         swapper.models = app.state.openai_serving_models
-        admin_server, admin_task = await _start_admin(create_admin_app(swapper, admin.token), admin_sock)
+        admin_app = create_admin_app(swapper, admin.token, weight_transfer=args.weight_transfer_config is not None)
+        admin_server, admin_task = await _start_admin(admin_app, admin_sock)
         log.info("admin routes on %s:%d, inference on %s:%d", admin.host, admin.port, args.host, args.port)
         try:
             shutdown_task = await serve_http(

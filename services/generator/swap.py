@@ -89,6 +89,8 @@ class WeightSwapper:
         self._adapters_served: set[str] = set()
         self._lease: asyncio.TimerHandle | None = None
         """Set while generation is held for a colocated trainer; it ends the hold when it fires."""
+        self.admitted = True
+        """Whether generation requests are served (services/generator/admission.py)."""
         self._serial = 0
         """Swaps served so far: part of the cache salt, so a version rewritten under the same number (a
         rewound run) or a run served twice never meets the blocks its earlier weights computed."""
@@ -98,6 +100,15 @@ class WeightSwapper:
         """What the requests admitted now salt their prefix-cache keys with."""
         run = UNSALTABLE.sub("_", self.current.run_id or "base")[:64]
         return f"pop-{run}-v{self.current.version}-s{self._serial}"
+
+    def policy(self) -> PolicyVersion:
+        """What it serves, and whether it takes inference work."""
+        return self.current.model_copy(update={"admitted": self.admitted})
+
+    def admit(self, admitted: bool, why: str) -> None:
+        if admitted != self.admitted:
+            log.info("%s inference work: %s", "taking" if admitted else "refusing", why)
+        self.admitted = admitted
 
     def served_model(self) -> ServedModel:
         return ServedModel(served_name=self.served_name, path=self.base_model_path, signature=self.signature)
@@ -243,6 +254,8 @@ class WeightSwapper:
                 raise
         if request.mode is WeightMode.lora:
             return await self.swap_adapter(request, path, weights)
+        if request.transport == "nccl":
+            return await self._record_pushed(request, path)
         with metrics.phase("full", "checksum"):  # before the pause: a corrupt checkpoint costs no pause
             await asyncio.to_thread(verify_checksums, weights, request.checksums)
         async with self._lock:
@@ -281,6 +294,26 @@ class WeightSwapper:
             "serving policy version %d from %s (pause %.3fs, reload %.2fs, no drain)",
             request.version, path, paused - started, time.perf_counter() - paused,
         )  # fmt: skip
+        return self.current
+
+    async def _record_pushed(self, request: SwapRequest, path: Path) -> PolicyVersion:
+        """The trainer broadcast this version into the engine (vLLM's weight-transfer routes, tagged
+        ``<run>:v<version>``): check the tag and serve it under its number; nothing is read from disk. 409
+        when the engine holds other weights (it restarted, or missed the push): load from disk instead."""
+        if getattr(self.engine.vllm_config, "weight_transfer_config", None) is None:
+            raise SwapError(409, "No weight transfer engine", "started without POP_GENERATOR_WEIGHT_SYNC=nccl")
+        expected = f"{request.run_id}:v{request.version}"
+        async with self._lock:
+            held = await self._step("weight version", self.engine.get_weight_version())
+            if held != expected:
+                raise SwapError(409, "Pushed weights missing", f"the engine holds {held!r}, not {expected!r}")
+            self.current = PolicyVersion(
+                version=request.version, run_id=request.run_id, model=self.current.model, checkpoint_path=str(path)
+            )
+            self._serial += 1
+            self.adapter = None
+            await self._release_locked()  # the trainer held generation for its push
+        log.info("serving policy version %d, pushed over NCCL", request.version)
         return self.current
 
     async def _restore(self, previous: PolicyVersion) -> None:

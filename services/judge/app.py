@@ -10,10 +10,11 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.judge.grader import EndpointRefused, Grader, RubricError
+from shared.clients.fleet import fleet_check
 from shared.clients.llm import ChatClient
 from shared.hosts import HostAllowlist
 from shared.limits import BodyLimit
-from shared.observability import http_check, instrument, metrics_response, readiness
+from shared.observability import instrument, metrics_response, readiness
 from shared.problems import ProblemError, document_problems, install_problem_handlers
 from shared.schemas import SCHEMA_VERSION, GradeRequest, GradeResponse
 from shared.settings import JudgeSettings
@@ -52,9 +53,8 @@ def create_app(settings: JudgeSettings | None = None) -> FastAPI:
     document_problems(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     registry = instrument(app, "judge")
-    llm_models = http_check(
-        f"{settings.llm_base_url.rstrip('/')}/models", {"Authorization": f"Bearer {settings.llm_api_key}"}
-    )
+    # Ready while its LLM endpoint answers (for a fleet: any replica).
+    llm_models = fleet_check(settings.llm_base_url, "/models", {"Authorization": f"Bearer {settings.llm_api_key}"})
 
     @app.post("/v1/grade", response_model=GradeResponse, responses={403: {}, 422: {}, 502: {}})
     async def grade(body: GradeRequest, grader: Annotated[Grader, Depends(get_grader)]) -> GradeResponse:

@@ -34,7 +34,7 @@ from services.trainer.saving import Saver
 from services.trainer.transport import DiskTransport, WeightTransport, make_transport
 from shared.api import FinishReport, RunRead, RunStatus, StepReport, SwapCommand
 from shared.clients.gateway import GatewayClient
-from shared.clients.generator import GeneratorClient
+from shared.clients.generator import GeneratorFleet
 from shared.clients.http import ServiceError
 from shared.diversity import group_metrics
 from shared.schemas import EpisodeGroup
@@ -65,7 +65,8 @@ class RunTrainer:
         self.metrics = metrics or TrainerMetrics()
         url = settings.colocated_generator_url
         token = reveal(settings.colocated_generator_token)
-        self.generator = GeneratorClient(url, timeout_s=settings.hold_seconds, token=token) if url else None
+        # Every replica on these cores (one URL, or a list): each is held during the update.
+        self.generator = GeneratorFleet(url, timeout_s=settings.hold_seconds, token=token) if url else None
         self.stream = EpisodeStream(redis, run.id)
         self.counts: Counter[str] = Counter()
         self.version, self.step = run.policy_version, run.step

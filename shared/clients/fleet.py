@@ -19,7 +19,7 @@ import ipaddress
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -135,12 +135,14 @@ def with_path(spec: str, path: str) -> str:
     return ",".join(f"{url}{path}" for url in split_urls(spec))
 
 
-def fleet_check(spec: str, path: str, timeout_s: float = 3.0) -> Callable[[], Awaitable[None]]:
+def fleet_check(
+    spec: str, path: str, headers: Mapping[str, str] | None = None, timeout_s: float = 3.0
+) -> Callable[[], Awaitable[None]]:
     """A readiness check that passes while any replica answers ``GET path`` with 2xx."""
 
     async def check() -> None:
         urls = await resolve(spec)
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, headers=dict(headers or {})) as client:
             for url in urls:
                 with contextlib.suppress(httpx.HTTPError):
                     (await client.get(f"{url}{path}")).raise_for_status()

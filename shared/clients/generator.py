@@ -113,6 +113,26 @@ class GeneratorFleet:
         top = counts.most_common(1)[0][0]
         return next(s for s in served if (s.run_id, s.version) == top)
 
+    async def hold(self, seconds: float) -> None:
+        """Hold generation on every replica (a trainer colocated with all of them); the first failure raises."""
+        await asyncio.gather(*(self.client(u).hold(seconds) for u in await self.urls()))
+
+    async def release(self) -> None:
+        outcomes = await asyncio.gather(*(self.client(u).release() for u in await self.urls()), return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
+
+    async def model(self) -> ServedModel:
+        """What the fleet's replicas are built on (they share it): the first that answers says."""
+        error: Exception | None = None
+        for url in await self.urls():
+            try:
+                return await self.client(url).model()
+            except (httpx.HTTPError, ServiceError) as exc:
+                error = exc
+        raise error or httpx.ConnectError(f"{self.spec} names no replica")
+
     async def ready(self) -> bool:
         """Every replica serves whole weights."""
         outcomes = await asyncio.gather(*(self.client(u).ready() for u in await self.urls()), return_exceptions=True)

@@ -67,6 +67,17 @@ def check_model(name: str, revision: str | None = None) -> None:
         raise ModelError(name, revision, "the folder holds no config.json: it is no transformers model")
 
 
+def local_model(name: str, revision: str | None = None) -> Path | None:
+    """The folder ``name`` is already in on this machine (an alias is built), or None: nothing is fetched."""
+    kind = _kind(name, revision)
+    if kind == "hub":
+        try:
+            return hub.download(name, revision, local_only=True)
+        except ModelError:
+            return None
+    return Path(resolve_model(name, revision))
+
+
 def _kind(name: str, revision: str | None) -> str:
     if name.startswith("pop/"):
         if name not in BUILTIN_MODELS:

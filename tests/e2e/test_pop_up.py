@@ -51,21 +51,24 @@ def probe(generator_url: str) -> tuple[str, list[float]]:
 
 
 def started_urls(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, str]:
-    """The URLs ``pop up`` prints once every service is ready: ``gateway URL · generator URL · generator-admin
-    URL · judge URL``."""
+    """The URLs ``pop up`` prints once every service is ready: ``generator URL (admin URL)`` for each replica,
+    then ``gateway URL · judge URL``."""
     lines: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
-    deadline, seen = time.monotonic() + timeout_s, []
+    deadline, seen, urls = time.monotonic() + timeout_s, [], dict[str, str]()
     while time.monotonic() < deadline and proc.poll() is None:
         try:
             line = lines.get(timeout=1.0)
         except queue.Empty:
             continue
         seen.append(line)
+        if line.startswith("generator http") and "generator" not in urls:
+            words = line.replace("(", " ").replace(")", " ").split()
+            urls |= {"generator": words[1], "generator-admin": words[3]}
         if line.startswith("gateway http"):
             words = line.replace("·", " ").split()
-            return dict(zip(words[::2], words[1::2], strict=True))
+            return urls | dict(zip(words[::2], words[1::2], strict=True))
     pytest.fail(f"`pop up` printed no URLs (exit {proc.poll()}): {''.join(seen)[-2000:]}")
 
 

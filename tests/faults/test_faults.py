@@ -1,10 +1,12 @@
-"""One run on the whole stack (tiny model) survives, one after another: SIGKILL of the trainer, of the
-generator in the middle of a hot-swap, of the judge, of the producer and of the gateway, each then
-restarted, and a crash-restart of Redis (append-only file) and of PostgreSQL, both the tests' own.
+"""One run on the whole stack (tiny model, a fleet of two generator replicas) survives, one after
+another: SIGKILL of the trainer, of one generator replica in the middle of a hot-swap, of the judge, of
+the producer and of the gateway, each then restarted, and a crash-restart of Redis (append-only file)
+and of PostgreSQL, both the tests' own.
 
 The run completes; the audit then shows every episode group appended to the stream trained exactly
 once, dropped with a recorded reason, or unread when the run ended: none lost, none twice; every
-checkpoint whole; and the generator never served a version that did not load whole."""
+checkpoint whole; no replica ever served a version that did not load whole; and the killed replica,
+restarted, took no work before the gateway had brought it to the fleet's newest version."""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ class Stack:
         self.redis = OwnRedis(home / "redis").start()
         self.postgres = OwnPostgres().start()
         options = StackOptions(home=home, model="pop/tiny", generator_dtype="float32", max_model_len=4096,
-                               redis_url=self.redis.url, database_url=self.postgres.url, api_token=TOKEN)  # fmt: skip
+                               redis_url=self.redis.url, database_url=self.postgres.url, api_token=TOKEN,
+                               generators=2)  # fmt: skip
         self.local = LocalStack(options)
 
 
@@ -63,19 +66,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 class ServedWatcher(threading.Thread):
-    """Every (run, version) the generator says it serves, polled throughout."""
+    """Every (run, version) each replica says it serves, polled throughout, and, in order, what each said
+    while it took work: (run, version, admitted)."""
 
-    def __init__(self, generator_url: str) -> None:
+    def __init__(self, admin_urls: list[str]) -> None:
         super().__init__(daemon=True)
-        self.url, self.seen, self.stopped = generator_url, set[tuple[str | None, int]](), threading.Event()
+        self.urls, self.seen, self.stopped = admin_urls, set[tuple[str | None, int]](), threading.Event()
+        self.timeline: dict[str, list[tuple[float, str | None, int, bool]]] = {u: [] for u in admin_urls}
 
     def run(self) -> None:
-        while not self.stopped.wait(0.3):
-            try:
-                policy = httpx.get(f"{self.url}/v1/policy", timeout=2).json()
+        while not self.stopped.wait(0.2):
+            for url in self.urls:
+                try:
+                    policy = httpx.get(f"{url}/v1/policy", timeout=2).json()
+                except (httpx.HTTPError, ValueError):
+                    continue  # down or restarting
                 self.seen.add((policy["run_id"], policy["version"]))
-            except (httpx.HTTPError, ValueError, KeyError):
-                pass  # down or restarting
+                self.timeline[url].append((time.time(), policy["run_id"], policy["version"], policy["admitted"]))
 
 
 def run_state(stack: LocalStack, run_id: str) -> dict:
@@ -103,7 +110,7 @@ def faults(stack: Stack) -> list[tuple[str, Callable[[], None]]]:
 
     return [
         ("trainer SIGKILL", restart("trainer")),
-        ("generator SIGKILL at a swap", restart("generator")),
+        ("generator replica SIGKILL at a swap", restart("generator-2")),
         ("judge SIGKILL", restart("judge")),
         ("producer SIGKILL", restart("selfplay")),
         ("gateway SIGKILL", restart("gateway")),
@@ -118,13 +125,15 @@ def test_the_run_survives_every_fault_and_loses_nothing(stack: Stack):
     created = httpx.post(f"{local.gateway_url}/v1/runs", json=config, headers=AUTH, timeout=30)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
-    watcher = ServedWatcher(local.generator_admin_url)
+    watcher = ServedWatcher(local.generator_admin_urls)
     watcher.start()
     windows: list[tuple[str, float, float]] = []  # (fault, at, recovery seconds)
     step = wait_step(local, run_id, 0)["step"]
+    replica_killed: tuple[float, int] | None = None  # when, and the fleet's newest version then
     for name, inject in faults(stack):
         if name.startswith("generator"):
             step = wait_step(local, run_id, step)["step"]  # a step was just reported: its swap is under way
+            replica_killed = (time.time(), step)
         at = time.time()
         inject()
         step = wait_step(local, run_id, step)["step"]  # recovered: a step recorded after the fault
@@ -152,6 +161,14 @@ def test_the_run_survives_every_fault_and_loses_nothing(stack: Stack):
     assert versions <= set(range(0, 15)) and all(
         (root / f"v{v:06d}" / "manifest.json").is_file() for v in versions - {0}
     )
+    # The restarted replica took work only once it served this run at the version the fleet had reached
+    # when it was killed, or a newer one: the gateway brought it up first.
+    assert replica_killed is not None
+    killed_at, newest = replica_killed
+    restarted = [t for t in watcher.timeline[local.generator_admin_urls[1]] if t[0] > killed_at]
+    assert restarted, "the killed replica never answered again"
+    admitted = [(r, v) for _, r, v, ok in restarted if ok]
+    assert admitted and all(r == run_id and v >= newest for r, v in admitted), restarted[:10]
 
 
 def record(ledger: Ledger, windows: list[tuple[str, float, float]]) -> None:
