@@ -32,8 +32,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[], str]]] = {
         lambda: gateway_load.load(30, 16, DATABASE, REDIS).table(),
     ),
     "swap": (
-        "Hot-swap latency under load (SmolLM2-135M-Instruct)",
-        lambda: swap.measure("pop/smollm2-135m-instruct", 3),
+        "Hot-swap latency under load (SmolLM2-135M-Instruct, a fleet of 2 replicas)",
+        lambda: swap.measure("pop/smollm2-135m-instruct", 3, 2),
     ),
     "trl_vs_loop": (
         "This system's loop vs TRL's GRPOTrainer, and pipeline efficiency (4 steps each)",

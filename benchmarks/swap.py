@@ -1,14 +1,19 @@
-"""Hot-swap latency on the real vLLM generator: full weights and LoRA adapters, against the floor of
-reading the checkpoint's bytes, while a constant load of chat requests runs; every request that
-fails or stalls during the swaps is counted (the target is none).
+"""Hot-swap latency on a real fleet of vLLM generators (two replicas by default): what the loop swaps --
+the trainer's own served versions, written by its own writer in its served dtype, and LoRA adapters --
+fanned out to every replica at once as the gateway does, against the floor of reading the checkpoint's
+bytes, while a constant load of chat requests runs on every replica; every request that fails or
+stalls during the swaps is counted (the target is none), and so is the time spent draining (none: a
+swap pauses in-flight requests in place).
 
-    python -m benchmarks.swap [--model pop/smollm2-135m-instruct] [--swaps 4]
+    python -m benchmarks.swap [--model pop/smollm2-135m-instruct] [--swaps 4] [--replicas 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import asyncio
+import contextlib
+import json
 import statistics
 import sys
 import tempfile
@@ -21,8 +26,10 @@ import httpx
 
 from benchmarks.metrics import histogram_sums, scrape
 from cli.stack import free_port
+from shared.clients.generator import GeneratorFleet, ReplicaOutcome
 from shared.files import sha256_file
 from shared.modeling import resolve_model
+from shared.schemas import SwapRequest, WeightMode
 from tests.processes import service_process
 
 STALL_S = 30.0
@@ -86,26 +93,64 @@ def make_adapter(model_path: str, folder: Path, seed: int) -> None:
     get_peft_model(base, config).save_pretrained(str(folder), safe_serialization=True)
 
 
-def swap(client: httpx.Client, url: str, version: int, path: Path, mode: str) -> float:
-    checksums = {p.name: sha256_file(p) for p in path.iterdir() if p.is_file()}  # as a manifest lists them
-    body = {"version": version, "path": str(path), "run_id": "bench", "mode": mode, "checksums": checksums}
+def trainer_versions(model_path: str, root: Path, versions: tuple[int, ...]) -> list[Path]:
+    """Served versions as the trainer writes them (its writer, the model's stored dtype, a manifest with a
+    sha256 per file), each with weights nudged so a swap really changes what is served."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from services.trainer.checkpoint import save_checkpoint, served_dtype
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    folders = []
+    for version in versions:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 1e-3)
+        folder, _ = save_checkpoint(
+            model, tokenizer, root, "bench", version, version, model_path, dtype=served_dtype("auto", model_path)
+        )
+        folders.append(folder)
+    return folders
+
+
+def swap(fleet: GeneratorFleet, version: int, path: Path, mode: str) -> float:
+    """Every replica, in parallel (the gateway's fan-out); the seconds until the last one serves it."""
+    manifest = path / "manifest.json"
+    checksums = (
+        json.loads(manifest.read_text())["files"]
+        if manifest.is_file()
+        else {p.name: sha256_file(p) for p in path.iterdir() if p.is_file()}
+    )
+    checksums.pop("manifest.json", None)
+    request = SwapRequest(version=version, path=str(path), run_id="bench", mode=WeightMode(mode), checksums=checksums)
     started = time.perf_counter()
-    reply = client.post(f"{url}/v1/policy/swap", json=body, timeout=600)
-    reply.raise_for_status()
+    outcomes = asyncio.run(_each(fleet, request))
+    failed = [o for o in outcomes if o.error is not None]
+    if failed:
+        raise RuntimeError(f"swap to v{version} failed on {[(o.url, repr(o.error)) for o in failed]}")
     return time.perf_counter() - started
 
 
-def phases(url: str) -> dict[tuple[str, str], float]:
-    """Mean seconds per (mode, phase) of every swap so far, from the generator's own histogram."""
-    samples = scrape(url)
-    return {
-        (mode, phase): seconds / count
-        for mode in PHASES
-        for phase, (seconds, count) in histogram_sums(
-            {k: v for k, v in samples.items() if f"mode={mode}" in k}, "pop_generator_swap_phase_seconds", "phase"
-        ).items()
-        if count
-    }
+async def _each(fleet: GeneratorFleet, request: SwapRequest) -> list[ReplicaOutcome]:
+    try:
+        return await fleet.each(lambda c: c.swap(request, 600))
+    finally:
+        await fleet.aclose()
+
+
+def phases(urls: list[str]) -> dict[tuple[str, str], float]:
+    """Mean seconds per (mode, phase) of every swap so far on every replica, from their own histograms."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for url in urls:
+        samples = scrape(url)
+        for mode in PHASES:
+            mine = {k: v for k, v in samples.items() if f"mode={mode}" in k}
+            for phase, (seconds, count) in histogram_sums(mine, "pop_generator_swap_phase_seconds", "phase").items():
+                sums = totals.setdefault((mode, phase), [0.0, 0.0])
+                sums[0], sums[1] = sums[0] + seconds, sums[1] + count
+    return {key: seconds / count for key, (seconds, count) in totals.items() if count}
 
 
 def phase_row(mode: str, spent: dict[tuple[str, str], float]) -> str:
@@ -113,48 +158,57 @@ def phase_row(mode: str, spent: dict[tuple[str, str], float]) -> str:
     return f"| {mode} | {' | '.join(cells)} |"
 
 
-def measure(model: str, swaps: int) -> str:
+def measure(model: str, swaps: int, replicas: int) -> str:
     model_path = resolve_model(model)
-    with tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as home, contextlib.ExitStack() as stack:
         root = Path(home) / "checkpoints"
-        full = [root / "bench" / f"v{v:06d}" for v in (1, 2)]
-        for folder in full:
-            shutil.copytree(model_path, folder)
+        full = trainer_versions(model_path, root, (1, 2))
         lora = [root / "bench" / f"v{v:06d}" for v in (3, 4)]
         for seed, folder in enumerate(lora):
             make_adapter(model_path, folder, seed)
-        port, admin_port = free_port(), free_port()
-        # The folder resolved above: the generator loads the same files, whatever HF_HUB_OFFLINE says.
-        env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_ADMIN_PORT": str(admin_port),
-               "POP_GENERATOR_MODEL": model_path, "POP_GENERATOR_DTYPE": "float32",
-               "POP_GENERATOR_ENABLE_LORA": "true", "POP_GENERATOR_CHECKPOINT_ROOT": str(root)}  # fmt: skip
-        url, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
-        argv = [sys.executable, "-m", "services.generator"]
-        with service_process(argv, env, f"{url}/readyz", Path(home) / "generator.log"):
-            load = Load(url)
+        urls, admins = [], []
+        for i in range(replicas):
+            port, admin_port = free_port(), free_port()
+            # The folder resolved above: the generators load the same files, whatever HF_HUB_OFFLINE says.
+            env = {"POP_GENERATOR_PORT": str(port), "POP_GENERATOR_ADMIN_PORT": str(admin_port),
+                   "POP_GENERATOR_MODEL": model_path, "POP_GENERATOR_DTYPE": "auto",
+                   "POP_GENERATOR_ENABLE_LORA": "true", "POP_GENERATOR_CHECKPOINT_ROOT": str(root)}  # fmt: skip
+            url, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
+            argv = [sys.executable, "-m", "services.generator"]
+            stack.enter_context(service_process(argv, env, f"{url}/readyz", Path(home) / f"generator-{i}.log"))
+            urls.append(url)
+            admins.append(admin)
+        loads = [Load(url) for url in urls]
+        for load in loads:
             load.start()
-            time.sleep(2.0)
-            rows = []
-            with httpx.Client() as client:
-                for mode, folders in (("full", full), ("lora", lora)):
-                    seconds = [
-                        swap(client, admin, int(folders[i % 2].name[1:]), folders[i % 2], mode) for i in range(swaps)
-                    ]
-                    files = sorted(folders[0].glob("*.safetensors"))
-                    size = sum(f.stat().st_size for f in files) / 2**20
-                    rows.append((mode, size, statistics.median(seconds), max(seconds), read_floor(files)))
+        time.sleep(2.0)
+        rows = []
+        for mode, folders in (("full", full), ("lora", lora)):
+            seconds = [
+                swap(GeneratorFleet(",".join(admins)), int(folders[i % 2].name[1:]), folders[i % 2], mode)
+                for i in range(swaps)
+            ]
+            files = sorted(folders[0].glob("*.safetensors"))
+            size = sum(f.stat().st_size for f in files) / 2**20
+            rows.append((mode, size, statistics.median(seconds), max(seconds), read_floor(files)))
+        for load in loads:
             load.stop.set()
             load.join()
-            spent = phases(url)
+        spent = phases(urls)
+        dtype = json.loads((full[0] / "manifest.json").read_text()).get("dtype")
+    answered, failed = sum(ld.answered for ld in loads), [f for ld in loads for f in ld.failed]
+    swap_total = sum(spent.get(("full", p), 0.0) for p in PHASES["full"])
     lines = [
-        "| mode | checkpoint (MiB) | swap p50 (s) | swap max (s) | disk-read floor (s) | p50 / floor |",
+        f"{replicas} replicas, each swap sent to all at once; full weights: the trainer's served versions ({dtype}).",
+        "",
+        "| mode | checkpoint (MiB) | swap p50, all replicas (s) | swap max (s) | disk-read floor (s) | p50 / floor |",
         "|---|---|---|---|---|---|",
         *(
             f"| {m} | {size:.1f} | {p50:.3f} | {worst:.3f} | {floor:.3f} | {p50 / floor:.1f} |"
             for m, size, p50, worst, floor in rows
         ),
         "",
-        "Where a swap's time goes (mean s, from the generator's `pop_generator_swap_phase_seconds`):",
+        "Where a replica's swap time goes (mean s per replica, from its `pop_generator_swap_phase_seconds`):",
         "",
         "| mode | verify (path, files, fit) | sha256 (full: before the pause; LoRA: not hidden by the load) "
         "| pause (no drain) | reload / load | finish (resume) |",
@@ -164,8 +218,10 @@ def measure(model: str, swaps: int) -> str:
             for m in PHASES
         ),
         "",
-        f"Requests during the swaps: {load.answered} answered, {len(load.failed)} failed or stalled (> {STALL_S:.0f} s)"
-        + (f": {load.failed[:3]}" if load.failed else "."),
+        f"Draining: {spent.get(('full', 'drain'), 0.0):.3f} s of a full swap's {swap_total:.3f} s (a swap pauses "
+        "in-flight requests in place).",
+        f"Requests during the swaps, on every replica: {answered} answered, {len(failed)} failed or stalled "
+        f"(> {STALL_S:.0f} s)" + (f": {failed[:3]}" if failed else "."),
     ]
     return "\n".join(lines)
 
@@ -174,8 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="pop/smollm2-135m-instruct")
     parser.add_argument("--swaps", type=int, default=4)
+    parser.add_argument("--replicas", type=int, default=2)
     args = parser.parse_args()
-    print(measure(args.model, args.swaps))
+    print(measure(args.model, args.swaps, args.replicas))
 
 
 if __name__ == "__main__":

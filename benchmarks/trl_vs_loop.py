@@ -254,6 +254,7 @@ def table(loop: LoopResult, trl: tuple[float, list[float], dict[str, Any]], conf
     swap = ", ".join(f"{p} {s:.1f} s" for p, s in sorted(loop.swap_phases.items(), key=lambda kv: -kv[1]))
     synth = loop.synthesis
     rejected = ", ".join(f"{r} {n}" for r, n in sorted((synth.get("filtered") or {}).items(), key=lambda kv: -kv[1]))
+    mixed = (synth.get("filtered") or {}).get("mixed_policy_version", 0)
     # fmt: off
     return "\n".join([
         "| trainer | wall time (s) | reward, last 2 steps (0-2) | reward per step |",
@@ -288,8 +289,9 @@ def table(loop: LoopResult, trl: tuple[float, list[float], dict[str, Any]], conf
         f"| other (start-up, first swap to v0) | {loop.seconds - traced:.0f} | {1 - traced / loop.seconds:.0%} |",
         "",
         f"The producer drew {synth.get('draws')} documents for {synth.get('groups')} groups; rejections: "
-        f"{rejected or 'none'}. Each rejected proposal was generated and thrown away; a "
-        f"`mixed_policy_version` group is K answers sampled across a swap.",
+        f"{rejected or 'none'}. Each rejected proposal was generated and thrown away. Groups dropped as "
+        f"`mixed_policy_version` (sampled across a swap): {mixed} "
+        f"(target 0: answers now carry their own version, and a group spanning a swap is kept).",
         f"Trainer idle fraction (waiting for groups): {phases.get('wait', 0.0) / loop.seconds:.0%}. "
         f"Swaps, by phase (the generator's `pop_generator_swap_phase_seconds`): {swap or 'none'}.",
         f"vLLM generated {loop.generated_tokens:,.0f} tokens, {loop.answer_tokens:,} of them the answers "

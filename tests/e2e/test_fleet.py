@@ -136,8 +136,9 @@ def test_every_swap_reaches_every_replica(stack: LocalStack, fleet_run: FleetRun
         assert replica["admitted"] and replica["current"] and replica["ready"], replica
     # Each replica loaded v0 (the run's base) and every one of its versions: its own swap counter says so.
     for admin in stack.generator_admin_urls:
-        swaps = samples(httpx.get(f"{admin}/metrics", timeout=10).text, "pop_generator_swaps_total")
-        assert value(swaps, mode="full", outcome="ok") >= STEPS + 1, (admin, swaps)
+        parsed = samples(httpx.get(f"{admin}/metrics", timeout=10).text)
+        ok = value(parsed, "pop_generator_swaps_total", mode="full", outcome="ok") or 0.0
+        assert ok >= STEPS + 1, (admin, ok)
 
 
 def test_requests_in_flight_during_the_swaps_all_complete(fleet_run: FleetRun):

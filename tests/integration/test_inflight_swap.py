@@ -14,7 +14,9 @@ import httpx
 import pytest
 
 from services.generator.server import RUN_HEADER, START_HEADER, VERSION_HEADER
+from shared.clients.llm import ChatClient
 from shared.modeling import resolve_model
+from shared.schemas import ChatMessage
 from tests.integration.checkpoints import perturbed_tiny
 from tests.integration.test_service_ops import samples
 from tests.processes import Generator
@@ -52,14 +54,20 @@ async def test_requests_in_flight_during_a_swap_finish_on_the_new_weights(
         before = await scrape(client, url)
         try:
             requests = [asyncio.create_task(client.post(f"{url}/v1/chat/completions", json=LONG)) for _ in range(8)]
+            # The producer's own client: each answer comes back tagged with the versions its headers name.
+            policy = ChatClient(f"{url}/v1", "policy")
+            messages = [ChatMessage(role="user", content="Tell a long story.")]
+            sampled = asyncio.create_task(policy.sample(messages, n=2, max_tokens=800, temperature=1.0))
             deadline = time.monotonic() + 60
-            while total(await scrape(client, url), "vllm:num_requests_running") < 8:  # all admitted, decoding
+            while total(await scrape(client, url), "vllm:num_requests_running") < 10:  # all admitted, decoding
                 assert time.monotonic() < deadline and not any(r.done() for r in requests), "requests never ran"
                 await asyncio.sleep(0.1)
             started = time.perf_counter()
             await swap(client, admin, 1, v1, run_id)
             swap_seconds = time.perf_counter() - started
             replies = await asyncio.gather(*requests)
+            group = await sampled
+            await policy.aclose()
             after = await scrape(client, url)
             latest = await client.post(f"{url}/v1/chat/completions", json={**LONG, "max_tokens": 4})
         finally:
@@ -69,6 +77,10 @@ async def test_requests_in_flight_during_a_swap_finish_on_the_new_weights(
     assert all(r.json()["usage"]["completion_tokens"] == LONG["max_tokens"] for r in replies)
     spans = [(int(r.headers[START_HEADER]), int(r.headers[VERSION_HEADER])) for r in replies]
     assert (0, 1) in spans and all(span in ((0, 0), (0, 1), (1, 1)) for span in spans), spans
+    # Started on v0, finished on v0 or v1: kept, each answer with the versions that wrote it.
+    assert [c.policy_version_start for c in group.completions] == [0, 0]
+    assert all(c.policy_version in (0, 1) for c in group.completions), group.completions
+    assert group.policy_run in (None, run_id)
     assert (latest.headers[START_HEADER], latest.headers[VERSION_HEADER], latest.headers[RUN_HEADER]) == (
         "1", "1", run_id,
     )  # fmt: skip
