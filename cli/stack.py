@@ -248,7 +248,8 @@ class LocalStack:
             if name != "trainer":
                 raise ValueError("only the trainer runs data parallel")
             launcher += ["torch.distributed.run", f"--nproc_per_node={ranks}", f"--master_port={free_port()}", "-m"]
-        self._spawn(name, [*launcher, f"services.{name}"])
+        module = "generator" if name in self.admin_ports else name  # a replica or the eval generator
+        self._spawn(name, [*launcher, f"services.{module}"])
 
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self.procs.items()}

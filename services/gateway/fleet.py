@@ -55,21 +55,27 @@ class FleetControl:
         self.last_errors: dict[str, str] = {}
 
     async def swap(self, request: SwapRequest, timeout_s: float) -> list[ReplicaOutcome]:
-        """Every replica loads ``request`` in parallel. When some did, it becomes the target and the ones
-        that failed stop taking work until the reconciler brings them up; when none did, the fleet serves
-        on as it was and nothing changes."""
+        """Every replica loads ``request`` in parallel. It is the fleet's target from before the first replica
+        loads it (a gateway killed mid-swap leaves a target the reconciler moves every replica forward to,
+        never one it would roll a swapped replica back from); replicas that failed stop taking work until the
+        reconciler brings them up. When none took it, the fleet serves on as it was and the old target is put
+        back."""
+        key = target_key(self.spec)
         async with self.lock:
+            previous = await self.redis.get(key)
+            # A replica brought up later reads it from disk: an NCCL push reached only those on the group.
+            durable = request.model_copy(update={"transport": "disk"})
+            await self.redis.set(key, durable.model_dump_json())
             outcomes = await self.generators.each(lambda c: self._swap_one(c, request, timeout_s))
-            if any(o.served is not None for o in outcomes):
-                # A replica brought up later reads it from disk: the push reached only those on the group.
-                durable = request.model_copy(update={"transport": "disk"})
-                await self.redis.set(target_key(self.spec), durable.model_dump_json())
-                for o in outcomes:
-                    if o.error is not None:
-                        log.warning("replica %s failed the swap to v%d (%r); benched", o.url, request.version, o.error)
-                        self.last_errors[o.url] = repr(o.error)
-                        with contextlib.suppress(Exception):
-                            await self.generators.client(o.url).admit(False)
+            if not any(o.served is not None for o in outcomes):
+                await (self.redis.set(key, previous) if previous is not None else self.redis.delete(key))
+                return outcomes
+            for o in outcomes:
+                if o.error is not None:
+                    log.warning("replica %s failed the swap to v%d (%r); benched", o.url, request.version, o.error)
+                    self.last_errors[o.url] = repr(o.error)
+                    with contextlib.suppress(Exception):
+                        await self.generators.client(o.url).admit(False)
             return outcomes
 
     @staticmethod

@@ -85,6 +85,19 @@ class ServedWatcher(threading.Thread):
                 self.timeline[url].append((time.time(), policy["run_id"], policy["version"], policy["admitted"]))
 
 
+def wait_admitted(admin_url: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{admin_url}/v1/policy", timeout=2).json()["admitted"]:
+                time.sleep(1.0)  # one more observation by the watcher
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{admin_url} was not admitted within {timeout_s:.0f}s")
+
+
 def run_state(stack: LocalStack, run_id: str) -> dict:
     while True:  # the gateway or its database may be the thing restarting
         try:
@@ -142,7 +155,9 @@ def test_the_run_survives_every_fault_and_loses_nothing(stack: Stack):
     while (run := run_state(local, run_id))["status"] in ("pending", "running"):
         assert time.monotonic() < deadline, f"the run did not complete: {run}"
         time.sleep(0.5)
+    wait_admitted(local.generator_admin_urls[1])  # the killed replica is back and was brought up
     watcher.stopped.set()
+    watcher.join()
     assert run["status"] == "completed", run.get("error")
     assert [s["step"] for s in run["steps"]] == list(range(1, 15))
     # The trainer was killed a step or two past its last resumable state (resume_every: 3): its successor
