@@ -142,11 +142,14 @@ def fleet_check(
 
     async def check() -> None:
         urls = await resolve(spec)
+        failure: Exception = NoReplica(f"{spec} names no replica now")
         async with httpx.AsyncClient(timeout=timeout_s, headers=dict(headers or {})) as client:
             for url in urls:
-                with contextlib.suppress(httpx.HTTPError):
+                try:
                     (await client.get(f"{url}{path}")).raise_for_status()
                     return
-        raise NoReplica(f"no replica of {spec} answers {path}")
+                except httpx.HTTPError as exc:
+                    failure = exc
+        raise failure  # one replica: its own error, as a plain check would name it
 
     return check

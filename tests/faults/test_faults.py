@@ -13,22 +13,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cli.stack import LocalStack, StackOptions
+from cli.stack import LocalStack
 from shared.config import RunConfig
 from tests.browser import artifacts_dir
 from tests.faults.audit import Ledger, broken_checkpoints, entry_ms, read_ledger
-from tests.faults.conftest import ROWS, table
-from tests.faults.infra import OwnPostgres, OwnRedis
+from tests.faults.conftest import AUTH, ROWS, Stack, table
 
 pytestmark = pytest.mark.faults
-TOKEN = "pop_faults-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 RUN = """
 name: faults
 model: pop/tiny
@@ -39,30 +36,6 @@ judge:
 trainer: {algorithm: {name: dpo, beta: 0.1}, learning_rate: 1.0e-3, max_steps: 14, groups_per_step: 1,
           max_staleness: 1, resume_every: 3}
 """
-
-
-class Stack:
-    """The whole stack on the tiny model, on a Redis and a PostgreSQL of its own."""
-
-    def __init__(self, home: Path) -> None:
-        (home / "redis").mkdir()
-        self.redis = OwnRedis(home / "redis").start()
-        self.postgres = OwnPostgres().start()
-        options = StackOptions(home=home, model="pop/tiny", generator_dtype="float32", max_model_len=4096,
-                               redis_url=self.redis.url, database_url=self.postgres.url, api_token=TOKEN,
-                               generators=2)  # fmt: skip
-        self.local = LocalStack(options)
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    own = Stack(tmp_path_factory.mktemp("faults"))
-    try:
-        with own.local:
-            yield own
-    finally:
-        own.redis.kill()
-        own.postgres.stop()
 
 
 class ServedWatcher(threading.Thread):

@@ -1,4 +1,6 @@
-"""A generator fleet on real services: two vLLM replicas of the tiny model behind every client.
+"""A generator fleet on real services: two vLLM replicas of the tiny model behind every client (the fault
+suite's stack, shared to spare CI a second fleet's start; it runs after the faults, which leave every
+service restarted and the killed replica brought back).
 
 One run of six updates: every swap reaches both replicas (the gateway fans it out; each replica's own
 counters and served version are read back), producers and the judge spread their requests over both,
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,14 +21,15 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from cli.stack import LocalStack, StackOptions
+from cli.stack import LocalStack
 from shared.config import RunConfig
 from shared.modeling import resolve_model
 from shared.schemas import EpisodeGroup
 from shared.streams import stream_key
+from tests.faults.conftest import AUTH, Stack
 from tests.integration.test_service_ops import samples, value
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.faults
 STEPS = 6
 RUN_CONFIG = f"""
 name: fleet
@@ -44,17 +46,8 @@ trainer: {{algorithm: {{name: dpo, beta: 0.1}}, learning_rate: 1.0e-3, max_steps
 
 
 @pytest.fixture(scope="module")
-def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    options = StackOptions(
-        home=tmp_path_factory.mktemp("fleet"),
-        model="pop/tiny",
-        generator_dtype="float32",
-        max_model_len=4096,
-        redis_url=redis_url,
-        generators=2,
-    )
-    with LocalStack(options) as local:
-        yield local
+def local(stack: Stack) -> LocalStack:
+    return stack.local
 
 
 @dataclass(eq=False)
@@ -97,25 +90,25 @@ class FleetRun:
 
 
 @pytest.fixture(scope="module")
-def fleet_run(stack: LocalStack, redis_url: str) -> FleetRun:
-    traffic = Traffic(stack.generator_urls)
+def fleet_run(local: LocalStack, stack: Stack) -> FleetRun:
+    traffic = Traffic(local.generator_urls)
     traffic.start()
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
-    created = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    created = httpx.post(f"{local.gateway_url}/v1/runs", json=config, headers=AUTH, timeout=30)
     assert created.status_code == 201, created.text
     run_id = created.json()["id"]
     deadline = time.monotonic() + 1200
-    while (run := httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}", timeout=10).json())["status"] in (
+    while (run := httpx.get(f"{local.gateway_url}/v1/runs/{run_id}", timeout=10).json())["status"] in (
         "pending",
         "running",
     ):
-        assert time.monotonic() < deadline, f"run {run_id} did not end; logs in {stack.logs}"
+        assert time.monotonic() < deadline, f"run {run_id} did not end; logs in {local.logs}"
         time.sleep(0.5)
     traffic.stop.set()
     traffic.join(timeout=150)
-    replicas = httpx.get(f"{stack.gateway_url}/v1/generator", timeout=30).json()["replicas"]
-    synthesis = httpx.get(f"{stack.gateway_url}/v1/runs/{run_id}/synthesis", timeout=10).json()
-    return FleetRun(run, asyncio.run(stream_groups(redis_url, run_id)), traffic, replicas, synthesis)
+    replicas = httpx.get(f"{local.gateway_url}/v1/generator", timeout=30).json()["replicas"]
+    synthesis = httpx.get(f"{local.gateway_url}/v1/runs/{run_id}/synthesis", timeout=10).json()
+    return FleetRun(run, asyncio.run(stream_groups(stack.redis.url, run_id)), traffic, replicas, synthesis)
 
 
 async def stream_groups(redis_url: str, run_id: str) -> list[EpisodeGroup]:
@@ -126,7 +119,7 @@ async def stream_groups(redis_url: str, run_id: str) -> list[EpisodeGroup]:
         await redis.aclose()
 
 
-def test_every_swap_reaches_every_replica(stack: LocalStack, fleet_run: FleetRun):
+def test_every_swap_reaches_every_replica(local: LocalStack, fleet_run: FleetRun):
     run = fleet_run.run
     assert run["status"] == "completed", run.get("error")
     assert [s["step"] for s in run["steps"]] == list(range(1, STEPS + 1))
@@ -135,10 +128,10 @@ def test_every_swap_reaches_every_replica(stack: LocalStack, fleet_run: FleetRun
         assert replica["served"]["run_id"] == run["id"] and replica["served"]["version"] == STEPS, replica
         assert replica["admitted"] and replica["current"] and replica["ready"], replica
     # Each replica loaded v0 (the run's base) and every one of its versions: its own swap counter says so.
-    for admin in stack.generator_admin_urls:
+    for admin in local.generator_admin_urls:
         parsed = samples(httpx.get(f"{admin}/metrics", timeout=10).text)
         ok = value(parsed, "pop_generator_swaps_total", mode="full", outcome="ok") or 0.0
-        assert ok >= STEPS + 1, (admin, ok)
+        assert ok >= STEPS + 1, (admin, ok)  # also counts the fault run's swaps: at least these
 
 
 def test_requests_in_flight_during_the_swaps_all_complete(fleet_run: FleetRun):
@@ -163,18 +156,18 @@ def test_each_episode_carries_its_own_answers_version_and_spanning_groups_are_ke
     print(f"groups spanning a swap, trained: {spanning:g}; traffic answers spanning a swap: {fleet_run.traffic.spans}")
 
 
-def test_a_run_of_another_architecture_is_refused_at_creation(stack: LocalStack, fleet_run: FleetRun):
+def test_a_run_of_another_architecture_is_refused_at_creation(local: LocalStack, fleet_run: FleetRun):
     config = RunConfig.from_yaml(RUN_CONFIG).model_dump(mode="json")
     config["model"] = resolve_model("pop/smollm2-135m-instruct")
-    refused = httpx.post(f"{stack.gateway_url}/v1/runs", json=config, timeout=30)
+    refused = httpx.post(f"{local.gateway_url}/v1/runs", json=config, headers=AUTH, timeout=30)
     assert refused.status_code == 422, refused.text
     detail = refused.json()["detail"]
     assert "SmolLM2" in detail and "tiny" in detail, detail
 
 
-def test_the_inference_ports_refuse_the_admin_routes(stack: LocalStack):
-    for url in stack.generator_urls:
+def test_the_inference_ports_refuse_the_admin_routes(local: LocalStack):
+    for url in local.generator_urls:
         assert httpx.get(f"{url}/v1/policy", timeout=10).status_code == 404
         assert httpx.post(f"{url}/v1/policy/swap", json={}, timeout=10).status_code == 404
-    for admin in stack.generator_admin_urls:
+    for admin in local.generator_admin_urls:
         assert httpx.get(f"{admin}/v1/policy", timeout=10).status_code == 200
