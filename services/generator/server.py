@@ -34,9 +34,11 @@ from services.generator.swap import WeightSwapper, combined_salt
 log = logging.getLogger(__name__)
 
 VERSION_HEADER, START_HEADER, RUN_HEADER = "X-Policy-Version", "X-Policy-Version-Start", "X-Policy-Run"
+RUN_START_HEADER = "X-Policy-Run-Start"
 """On every inference response: the version serving when its headers were sent, the one serving when
-the request arrived, and the run (empty for the base). Tokens of a response came from versions in
-[start, version]; equal values mean one version wrote all of them."""
+the request arrived, and the runs whose weights those were (empty for a base model served for no run).
+Tokens of a response came from the weights between the two; equal values mean one version wrote all of
+them, and different runs mean the answer is not one run's policy."""
 SALTED = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses"})
 """The generate routes whose bodies take ``cache_salt`` (and ``model``, for the LoRA alias)."""
 ALIASED = frozenset({"/v1/chat/completions", "/v1/completions"})
@@ -60,7 +62,7 @@ class PolicyMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = self.swapper.current.version
+        start, start_run = self.swapper.current.version, self.swapper.current.run_id
         if scope["method"] == "POST" and scope["path"] in SALTED:
             scope, receive = await self._rewrite(scope, receive)
 
@@ -71,6 +73,7 @@ class PolicyMiddleware:
                     (VERSION_HEADER.lower().encode(), str(served.version).encode()),
                     (START_HEADER.lower().encode(), str(start).encode()),
                     (RUN_HEADER.lower().encode(), (served.run_id or "").encode()),
+                    (RUN_START_HEADER.lower().encode(), (start_run or "").encode()),
                 ]
                 message = {**message, "headers": [*message.get("headers", []), *headers]}
             await send(message)

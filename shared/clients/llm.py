@@ -50,7 +50,12 @@ class Sampled:
     policy_run: str | None = None
 
 
-VERSION, VERSION_START, RUN = "x-policy-version", "x-policy-version-start", "x-policy-run"
+VERSION, VERSION_START, RUN, RUN_START = (
+    "x-policy-version",
+    "x-policy-version-start",
+    "x-policy-run",
+    "x-policy-run-start",
+)
 """Response headers of our generator: the version serving when the answer was sent and when the request
 arrived (they differ when a swap landed in flight), and the run whose weights those are."""
 
@@ -229,11 +234,14 @@ class ChatClient:
                     logprobs=[float(t["logprob"]) for t in content],
                     finish_reason=choice.get("finish_reason"),
                     policy_version=version,
-                    policy_version_start=start if start is not None else version,
+                    # The older of the two (a rollback landing mid-answer makes the start the newer).
+                    policy_version_start=min(start, version) if start is not None and version is not None else version,
                 )
             )
+        run, run_start = headers.get(RUN) or None, headers.get(RUN_START, headers.get(RUN)) or None
         return Sampled(
             prompt_token_ids=list(raw.get("prompt_token_ids") or []),
             completions=completions,
-            policy_run=headers.get(RUN) or None,
+            # Swapped from one run's weights to another's mid-answer: it is neither run's policy.
+            policy_run=run if run == run_start else f"{run_start or ''}>{run or ''}",
         )
