@@ -242,6 +242,7 @@ class ChatClient:
         return Sampled(
             prompt_token_ids=list(raw.get("prompt_token_ids") or []),
             completions=completions,
-            # Swapped from one run's weights to another's mid-answer: it is neither run's policy.
-            policy_run=run if run == run_start else f"{run_start or ''}>{run or ''}",
+            # Swapped from one run's weights to another's mid-answer: it is neither run's policy. (From the
+            # base served for no run to a run's: that run starts from the same base.)
+            policy_run=run if run_start in (None, run) else f"{run_start}>{run or ''}",
         )
