@@ -65,8 +65,6 @@ class Replica:
     url: str
     outstanding: int = 0
     benched_until: float = 0.0
-    failures: int = 0
-    served: int = 0
 
 
 @dataclass
@@ -115,7 +113,6 @@ class Fleet:
 
     def bench(self, replica: Replica, seconds: float = BENCH_S) -> None:
         """Send it nothing new for ``seconds`` (it refused work or could not be reached)."""
-        replica.failures += 1
         replica.benched_until = time.monotonic() + seconds
 
     @contextlib.asynccontextmanager
@@ -127,7 +124,6 @@ class Fleet:
             yield replica
         finally:
             replica.outstanding -= 1
-            replica.served += 1
 
 
 def with_path(spec: str, path: str) -> str:

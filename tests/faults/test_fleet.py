@@ -19,13 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from cli.stack import LocalStack
 from shared.config import RunConfig
 from shared.modeling import resolve_model
 from shared.schemas import EpisodeGroup
-from shared.streams import stream_key
+from tests.e2e.test_learning import stream_groups
 from tests.faults.conftest import AUTH, Stack
 from tests.integration.test_service_ops import samples, value
 
@@ -109,14 +108,6 @@ def fleet_run(local: LocalStack, stack: Stack) -> FleetRun:
     replicas = httpx.get(f"{local.gateway_url}/v1/generator", timeout=30).json()["replicas"]
     synthesis = httpx.get(f"{local.gateway_url}/v1/runs/{run_id}/synthesis", timeout=10).json()
     return FleetRun(run, asyncio.run(stream_groups(stack.redis.url, run_id)), traffic, replicas, synthesis)
-
-
-async def stream_groups(redis_url: str, run_id: str) -> list[EpisodeGroup]:
-    redis = Redis.from_url(redis_url)
-    try:
-        return [EpisodeGroup.model_validate_json(f[b"group"]) for _, f in await redis.xrange(stream_key(run_id))]
-    finally:
-        await redis.aclose()
 
 
 def test_every_swap_reaches_every_replica(local: LocalStack, fleet_run: FleetRun):
